@@ -1,0 +1,106 @@
+//! The data contracts of the pipeline, generated from `proto/*.proto`.
+//!
+//! - [`Trade`]: one Binance trade; the payload of every message on the trade topic and, unchanged,
+//!   one row of BigQuery `market.trades` (field names are column names).
+//! - [`Gap`]: trade ids known to be undeliverable; lands in `market.gaps`.
+//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for the Storage Write API's writer schema
+//!   and for tests that hold Terraform's schemas against the proto.
+//!
+//! Decimal values stay strings end to end: no binary floating point ever touches a price.
+
+use std::fmt;
+use std::str::FromStr;
+
+use prost::Message as _;
+use prost_types::{DescriptorProto, FileDescriptorSet};
+
+#[allow(clippy::all, missing_docs)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/binance_pipeline.v1.rs"));
+}
+
+pub use generated::{Gap, Trade};
+
+/// The encoded `FileDescriptorSet` of `trade.proto` and `gap.proto`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+
+/// The proto package, as Pub/Sub schemas and type URLs spell it.
+pub const PACKAGE: &str = "binance_pipeline.v1";
+
+/// The `.proto` source of the trade contract, byte for byte the file Terraform uploads.
+pub const TRADE_PROTO_SOURCE: &str = include_str!("../proto/trade.proto");
+
+/// The `.proto` source of the gap contract.
+pub const GAP_PROTO_SOURCE: &str = include_str!("../proto/gap.proto");
+
+/// Decodes [`FILE_DESCRIPTOR_SET`].
+pub fn file_descriptor_set() -> FileDescriptorSet {
+    // The bytes were produced by our own build script from the same prost version: a failure here
+    // is a build bug, not a runtime condition.
+    FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("embedded descriptor set is valid")
+}
+
+/// The descriptor of one top-level message (`"Trade"` or `"Gap"`), as the BigQuery Storage Write
+/// API wants it in `ProtoSchema.proto_descriptor`. Self-contained: our messages have no imports or
+/// nested types.
+pub fn message_descriptor(name: &str) -> Option<DescriptorProto> {
+    file_descriptor_set()
+        .file
+        .into_iter()
+        .flat_map(|f| f.message_type)
+        .find(|m| m.name() == name)
+}
+
+/// Where a trade entered the pipeline; the `source` field and the Pub/Sub `source` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Received on the websocket trade stream.
+    Stream,
+    /// Fetched over REST by the producer to fill a trade-id gap.
+    Backfill,
+    /// Fetched over REST by the daily batch reconciliation.
+    Batch,
+}
+
+impl Source {
+    /// Every source, for metrics label sets and validation messages.
+    pub const ALL: [Source; 3] = [Source::Stream, Source::Backfill, Source::Batch];
+
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Stream => "stream",
+            Source::Backfill => "backfill",
+            Source::Batch => "batch",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `source` value that is not one of [`Source::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown trade source {0:?} (expected stream, backfill or batch)")]
+pub struct UnknownSource(pub String);
+
+impl FromStr for Source {
+    type Err = UnknownSource;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Source::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownSource(s.to_owned()))
+    }
+}
+
+impl Trade {
+    /// The parsed `source` field.
+    pub fn source_kind(&self) -> Result<Source, UnknownSource> {
+        self.source.parse()
+    }
+}
