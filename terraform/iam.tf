@@ -224,4 +224,7 @@ resource "google_service_account_iam_member" "composer_agent_ext" {
   service_account_id = google_service_account.composer.name
   role               = "roles/composer.ServiceAgentV2Ext"
   member             = local.composer_service_agent
+
+  # The agent exists only once the Composer API is on.
+  depends_on = [google_project_service.enabled]
 }
