@@ -1,1 +1,16 @@
-//! placeholder
+//! The exchange side of the pipeline: everything about Binance that needs no GCP.
+//!
+//! Module map:
+//! - [`wire`]: Binance's payloads as serde types (websocket events, REST rows, error bodies).
+//! - [`parse`]: pure, allocation-light conversion of a websocket frame into a [`Frame`]
+//!   (a [`trade_proto::Trade`], a `serverShutdown`, a control reply), and of a REST trade row
+//!   into a `Trade`. The clock and the connection's time unit are passed in.
+//!
+//! The producer reads frames, calls [`parse::parse_frame`], feeds each trade id to the
+//! continuity tracker and backfills what it reports over REST; the batch uses the REST client
+//! and the wire types for klines, `exchangeInfo` and reconciliation.
+
+pub mod parse;
+pub mod wire;
+
+pub use parse::{Frame, FrameContext, ParseError, TimeUnit, parse_frame, parse_rest_trade};

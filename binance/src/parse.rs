@@ -1,0 +1,824 @@
+//! Pure conversion of one websocket text frame (or one REST trade row) into a [`Trade`].
+//!
+//! This module owns the hot path of the producer: [`parse_frame`] turns a frame into a [`Frame`]
+//! with no clock read (the receive time and the connection's time unit come in a
+//! [`FrameContext`]), no I/O, and no allocation except the four strings the [`Trade`] itself
+//! owns. It is a single-pass scanner over the bytes rather than serde: the benchmark
+//! (`benches/parse.rs`) compares both; see the crate README figures in the report.
+//!
+//! What it accepts (see [`crate::wire`] for the shapes):
+//! - raw events (`{"e":"trade",...}`) and combined ones (`{"stream":..,"data":{...}}`), keys in
+//!   any order, with or without `b`/`a`, unknown fields skipped whatever their JSON type;
+//! - `serverShutdown`, raw or under stream `!serverShutdown`;
+//! - control replies `{"result":..,"id":..}` and control errors `{"code":2,"msg":..}`.
+//!
+//! What it guarantees about a [`Trade`]: the symbol is upper case and made of `A-Z 0-9 - _ .`
+//! (1..=20 bytes, Binance's symbol grammar); price and quantity are the exact strings Binance sent
+//! and are plain decimals (`digits [ "." digits ]`, no sign, no exponent); times are µs.
+//!
+//! Errors name the field and quote the raw JSON token (truncated to
+//! [`MAX_QUOTED_BYTES`]), e.g. `field "p": "1e5" is not a plain decimal`.
+
+use trade_proto::{Source, Trade};
+
+use crate::wire::RestTrade;
+
+/// Longest raw value quoted in an error message; longer values are cut with `...`.
+pub const MAX_QUOTED_BYTES: usize = 64;
+
+/// Longest symbol accepted. Source: Binance spot API docs, "Terminology"/ENUM definitions:
+/// symbols match `^[A-Z0-9-_.]{1,20}$`.
+pub const MAX_SYMBOL_LEN: usize = 20;
+
+/// Deepest nesting skipped inside an unknown field; deeper frames are rejected so a hostile frame
+/// cannot make the scanner recurse without bound (it does not recurse, but it counts).
+pub const MAX_NESTING: usize = 64;
+
+/// The unit of `E`/`T` on a connection: milliseconds by default, microseconds when the URL says
+/// `timeUnit=MICROSECOND` (Binance spot docs, "General WSS information").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TimeUnit {
+    /// Milliseconds since the Unix epoch (Binance's default).
+    #[default]
+    Millisecond,
+    /// Microseconds since the Unix epoch (`timeUnit=MICROSECOND`, what the producer asks for).
+    Microsecond,
+}
+
+impl TimeUnit {
+    /// Converts a time in this unit to microseconds; `None` on overflow.
+    pub const fn to_micros(self, value: i64) -> Option<i64> {
+        match self {
+            TimeUnit::Millisecond => value.checked_mul(1000),
+            TimeUnit::Microsecond => Some(value),
+        }
+    }
+
+    /// The spelling of the websocket URL parameter `timeUnit` and the REST header
+    /// `X-MBX-TIME-UNIT`.
+    pub const fn as_param(self) -> &'static str {
+        match self {
+            TimeUnit::Millisecond => "MILLISECOND",
+            TimeUnit::Microsecond => "MICROSECOND",
+        }
+    }
+}
+
+/// What the caller knows about a frame that the frame does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameContext {
+    /// When the frame was read from the socket, µs since the Unix epoch.
+    pub receive_time_us: i64,
+    /// The connection's time unit.
+    pub time_unit: TimeUnit,
+}
+
+/// One websocket frame, classified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A trade, ready to publish (`source` = `stream`).
+    Trade(Trade),
+    /// Binance will close this connection soon: reconnect now, before it does.
+    ServerShutdown {
+        /// The event time (`E`) in µs.
+        event_time_us: i64,
+    },
+    /// The answer to a control request (`{"result":..,"id":..}`).
+    ControlReply {
+        /// The request id, when it was a non-negative integer.
+        id: Option<u64>,
+        /// The `result` value as raw JSON text (`null` for SUBSCRIBE).
+        result: String,
+    },
+    /// A rejected control request (`{"code":2,"msg":..}`).
+    ControlError {
+        /// The request id, when present and a non-negative integer.
+        id: Option<u64>,
+        /// Binance's websocket error code.
+        code: i64,
+        /// Binance's message, unescaped.
+        msg: String,
+    },
+    /// A well-formed frame of no interest to the trade pipeline (another event type, or an
+    /// object with none of the known keys). Count it; do not fail on it.
+    Other {
+        /// The `e` field, when there was one.
+        event_type: Option<String>,
+        /// The combined `stream` name, when there was one.
+        stream: Option<String>,
+    },
+}
+
+/// Why a frame or a row could not be turned into a [`Frame`]/[`Trade`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The text is not a JSON object we can read. The caller should count it, log it (the
+    /// message carries the offset and the start of the frame) and carry on with the next frame:
+    /// one bad frame is not a reason to reconnect, but a trade may have been lost with it, which
+    /// the continuity tracker will notice from the next trade id.
+    #[error("malformed JSON at byte {offset}: {reason} (frame starts {excerpt})")]
+    Syntax {
+        /// Byte offset of the problem.
+        offset: usize,
+        /// What was expected.
+        reason: &'static str,
+        /// The start of the frame, quoted and truncated.
+        excerpt: String,
+    },
+    /// A field every frame of this kind must carry is absent. Same handling as `Syntax`.
+    #[error("missing field \"{field}\" in {context}")]
+    MissingField {
+        /// The JSON key.
+        field: &'static str,
+        /// Which kind of frame or row, e.g. `trade frame`.
+        context: &'static str,
+    },
+    /// A field is present but its value breaks the contract (not a plain decimal, negative id,
+    /// wrong JSON type, time overflow, bad symbol). Same handling as `Syntax`; never publish a
+    /// trade with a repaired value.
+    #[error("field \"{field}\": {value} {problem}")]
+    InvalidField {
+        /// The JSON key.
+        field: &'static str,
+        /// The raw JSON token (strings keep their quotes), truncated.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public entry points
+// ---------------------------------------------------------------------------------------------
+
+/// Parses one websocket text frame.
+///
+/// Pure: the receive time and time unit come from `ctx`. Trades get `source = "stream"`.
+pub fn parse_frame(text: &str, ctx: &FrameContext) -> Result<Frame, ParseError> {
+    let mut cur = Cursor::new(text);
+    let top = cur.top_level()?;
+
+    if let Some(data) = top.data {
+        let stream = top.stream.map(|t| t.unescaped());
+        return event_to_frame(&data, ctx, stream, "combined frame \"data\"");
+    }
+    if top.event.e.is_some() {
+        return event_to_frame(&top.event, ctx, None, "event frame");
+    }
+    if let Some(code) = top.code {
+        let code_value = int_field("code", code)?;
+        let msg = top.msg.map(|m| m.unescaped()).unwrap_or_default();
+        let id = top.id.and_then(|t| t.as_u64());
+        return Ok(Frame::ControlError {
+            id,
+            code: code_value,
+            msg,
+        });
+    }
+    if top.result.is_some() || top.id.is_some() {
+        let id = top.id.and_then(|t| t.as_u64());
+        let result = top.result.map(|t| t.raw.to_owned()).unwrap_or_default();
+        return Ok(Frame::ControlReply { id, result });
+    }
+    Ok(Frame::Other {
+        event_type: None,
+        stream: top.stream.map(|t| t.unescaped()),
+    })
+}
+
+/// Converts one `historicalTrades`/`trades` row into a [`Trade`].
+///
+/// `event_time` is the trade time (REST has no event time). `time_unit` is the unit the request
+/// asked for (milliseconds unless `X-MBX-TIME-UNIT` said otherwise). The symbol is the one the
+/// request was for; it is validated and upper-cased.
+pub fn parse_rest_trade(
+    row: &RestTrade,
+    symbol: &str,
+    time_unit: TimeUnit,
+    receive_time_us: i64,
+    source: Source,
+) -> Result<Trade, ParseError> {
+    let symbol = validate_symbol("symbol", symbol, symbol)?;
+    if row.id < 0 {
+        return Err(invalid(
+            "id",
+            &row.id.to_string(),
+            "is not a non-negative integer",
+        ));
+    }
+    if !is_plain_decimal(&row.price) {
+        return Err(invalid(
+            "price",
+            &quote(&row.price),
+            "is not a plain decimal",
+        ));
+    }
+    if !is_plain_decimal(&row.qty) {
+        return Err(invalid("qty", &quote(&row.qty), "is not a plain decimal"));
+    }
+    if row.time < 0 {
+        return Err(invalid("time", &row.time.to_string(), "is negative"));
+    }
+    let time = time_unit
+        .to_micros(row.time)
+        .ok_or_else(|| invalid("time", &row.time.to_string(), "overflows microseconds"))?;
+    Ok(Trade {
+        symbol,
+        trade_id: row.id,
+        price: row.price.clone(),
+        quantity: row.qty.clone(),
+        trade_time: time,
+        event_time: time,
+        receive_time: receive_time_us,
+        buyer_is_maker: row.is_buyer_maker,
+        source: source.as_str().to_owned(),
+    })
+}
+
+/// True when `s` is `digits [ "." digits ]`: what BigQuery NUMERIC and every decimal library
+/// read unambiguously. Rejects empty strings, signs, exponents, spaces, a lone or trailing dot.
+pub fn is_plain_decimal(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    if i == 0 {
+        return false;
+    }
+    if i == b.len() {
+        return true;
+    }
+    if b[i] != b'.' {
+        return false;
+    }
+    i += 1;
+    let frac_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    i == b.len() && i > frac_start
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversion of scanned fields
+// ---------------------------------------------------------------------------------------------
+
+fn event_to_frame(
+    ev: &EventFields<'_>,
+    ctx: &FrameContext,
+    stream: Option<String>,
+    context: &'static str,
+) -> Result<Frame, ParseError> {
+    let Some(e) = ev.e else {
+        return Err(ParseError::MissingField {
+            field: "e",
+            context,
+        });
+    };
+    let Some(kind) = e.plain_str() else {
+        return Err(invalid("e", e.raw, "is not a string"));
+    };
+    match kind {
+        "trade" => Ok(Frame::Trade(trade_from(ev, ctx)?)),
+        "serverShutdown" => {
+            let time = ev.big_e.ok_or(ParseError::MissingField {
+                field: "E",
+                context: "serverShutdown frame",
+            })?;
+            Ok(Frame::ServerShutdown {
+                event_time_us: time_field("E", time, ctx.time_unit)?,
+            })
+        }
+        _ => Ok(Frame::Other {
+            event_type: Some(e.unescaped()),
+            stream,
+        }),
+    }
+}
+
+const TRADE_CONTEXT: &str = "trade frame";
+
+fn require<'a>(tok: Option<Tok<'a>>, field: &'static str) -> Result<Tok<'a>, ParseError> {
+    tok.ok_or(ParseError::MissingField {
+        field,
+        context: TRADE_CONTEXT,
+    })
+}
+
+fn trade_from(ev: &EventFields<'_>, ctx: &FrameContext) -> Result<Trade, ParseError> {
+    let s = require(ev.s, "s")?;
+    let t = require(ev.t, "t")?;
+    let p = require(ev.p, "p")?;
+    let q = require(ev.q, "q")?;
+    let big_t = require(ev.big_t, "T")?;
+    let big_e = require(ev.big_e, "E")?;
+    let m = require(ev.m, "m")?;
+
+    let symbol = match s.plain_str() {
+        Some(v) => validate_symbol("s", v, s.raw)?,
+        None => return Err(invalid("s", s.raw, "is not a symbol string")),
+    };
+    let trade_id = int_field("t", t)?;
+    if trade_id < 0 {
+        return Err(invalid("t", t.raw, "is not a non-negative integer"));
+    }
+    let price = decimal_field("p", p)?;
+    let quantity = decimal_field("q", q)?;
+    let trade_time = time_field("T", big_t, ctx.time_unit)?;
+    let event_time = time_field("E", big_e, ctx.time_unit)?;
+    let buyer_is_maker = match m.kind {
+        Kind::True => true,
+        Kind::False => false,
+        _ => return Err(invalid("m", m.raw, "is not a boolean")),
+    };
+    Ok(Trade {
+        symbol,
+        trade_id,
+        price: price.to_owned(),
+        quantity: quantity.to_owned(),
+        trade_time,
+        event_time,
+        receive_time: ctx.receive_time_us,
+        buyer_is_maker,
+        source: Source::Stream.as_str().to_owned(),
+    })
+}
+
+fn decimal_field<'a>(field: &'static str, tok: Tok<'a>) -> Result<&'a str, ParseError> {
+    match tok.plain_str() {
+        Some(v) if is_plain_decimal(v) => Ok(v),
+        Some(_) => Err(invalid(field, tok.raw, "is not a plain decimal")),
+        None if tok.kind == Kind::Number => Err(invalid(
+            field,
+            tok.raw,
+            "is a JSON number, expected a decimal string",
+        )),
+        None => Err(invalid(field, tok.raw, "is not a plain decimal")),
+    }
+}
+
+fn int_field(field: &'static str, tok: Tok<'_>) -> Result<i64, ParseError> {
+    if tok.kind != Kind::Number {
+        return Err(invalid(field, tok.raw, "is not an integer"));
+    }
+    let (neg, digits) = match tok.raw.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        rest => (false, rest),
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(invalid(field, tok.raw, "is not an integer"));
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(i64::from(d - b'0')))
+            .ok_or_else(|| invalid(field, tok.raw, "overflows a 64-bit integer"))?;
+    }
+    Ok(if neg { -v } else { v })
+}
+
+fn time_field(field: &'static str, tok: Tok<'_>, unit: TimeUnit) -> Result<i64, ParseError> {
+    let v = int_field(field, tok)?;
+    if v < 0 {
+        return Err(invalid(field, tok.raw, "is a negative time"));
+    }
+    unit.to_micros(v)
+        .ok_or_else(|| invalid(field, tok.raw, "overflows microseconds"))
+}
+
+fn validate_symbol(field: &'static str, v: &str, raw: &str) -> Result<String, ParseError> {
+    let ok = !v.is_empty()
+        && v.len() <= MAX_SYMBOL_LEN
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !ok {
+        return Err(invalid(
+            field,
+            raw,
+            "is not a Binance symbol (A-Z 0-9 - _ ., 1 to 20 bytes)",
+        ));
+    }
+    Ok(v.to_ascii_uppercase())
+}
+
+fn invalid(field: &'static str, raw: &str, problem: &'static str) -> ParseError {
+    ParseError::InvalidField {
+        field,
+        value: truncate(raw),
+        problem,
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// Cuts `s` to [`MAX_QUOTED_BYTES`] on a char boundary, marking the cut.
+fn truncate(s: &str) -> String {
+    if s.len() <= MAX_QUOTED_BYTES {
+        return s.to_owned();
+    }
+    let mut end = MAX_QUOTED_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scanner
+// ---------------------------------------------------------------------------------------------
+
+/// The JSON type of a scanned value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A string with no escape sequence: `raw[1..len-1]` is its value.
+    Str,
+    /// A string with at least one backslash: needs unescaping.
+    EscapedStr,
+    Number,
+    True,
+    False,
+    Null,
+    Object,
+    Array,
+}
+
+/// One scanned value: its kind and its raw JSON text (strings keep their quotes).
+#[derive(Debug, Clone, Copy)]
+struct Tok<'a> {
+    kind: Kind,
+    raw: &'a str,
+}
+
+impl<'a> Tok<'a> {
+    /// The value of a string without escapes; `None` for anything else. Binance never escapes
+    /// inside symbols, decimals or event types, so an escaped one is rejected as malformed.
+    fn plain_str(self) -> Option<&'a str> {
+        match self.kind {
+            Kind::Str => Some(&self.raw[1..self.raw.len() - 1]),
+            _ => None,
+        }
+    }
+
+    /// The value of any string (unescaped, allocating), or the raw text for other kinds.
+    fn unescaped(self) -> String {
+        match self.kind {
+            Kind::Str => self.raw[1..self.raw.len() - 1].to_owned(),
+            Kind::EscapedStr => {
+                serde_json::from_str::<String>(self.raw).unwrap_or_else(|_| self.raw.to_owned())
+            }
+            _ => self.raw.to_owned(),
+        }
+    }
+
+    fn as_u64(self) -> Option<u64> {
+        match self.kind {
+            Kind::Number => self.raw.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// The keys of an event object the pipeline reads.
+#[derive(Default)]
+struct EventFields<'a> {
+    e: Option<Tok<'a>>,
+    big_e: Option<Tok<'a>>,
+    s: Option<Tok<'a>>,
+    t: Option<Tok<'a>>,
+    p: Option<Tok<'a>>,
+    q: Option<Tok<'a>>,
+    big_t: Option<Tok<'a>>,
+    m: Option<Tok<'a>>,
+}
+
+/// The keys of a top-level object: the event keys (raw frames) plus the envelope and control
+/// keys.
+#[derive(Default)]
+struct TopLevel<'a> {
+    event: EventFields<'a>,
+    stream: Option<Tok<'a>>,
+    data: Option<EventFields<'a>>,
+    result: Option<Tok<'a>>,
+    id: Option<Tok<'a>>,
+    code: Option<Tok<'a>>,
+    msg: Option<Tok<'a>>,
+}
+
+/// The reason given when the text stops in the middle of the object: a truncated frame.
+const END_OF_FRAME: &str = "unexpected end of frame (truncated?)";
+
+struct Cursor<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Cursor {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+        }
+    }
+
+    fn err(&self, reason: &'static str) -> ParseError {
+        ParseError::Syntax {
+            offset: self.pos,
+            reason,
+            excerpt: quote(&truncate(self.text)),
+        }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn eat(&mut self, b: u8, reason: &'static str) -> Result<(), ParseError> {
+        match self.peek() {
+            Some(c) if c == b => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(_) => Err(self.err(reason)),
+            None => Err(self.err(END_OF_FRAME)),
+        }
+    }
+
+    /// The whole frame: one object and nothing after it but whitespace.
+    fn top_level(&mut self) -> Result<TopLevel<'a>, ParseError> {
+        let mut top = TopLevel::default();
+        self.ws();
+        self.eat(b'{', "expected '{' at the start of the frame")?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+        } else {
+            loop {
+                self.ws();
+                let key = self.string()?;
+                self.ws();
+                self.eat(b':', "expected ':' after an object key")?;
+                self.ws();
+                if key.raw == "\"data\"" && self.peek() == Some(b'{') {
+                    top.data = Some(self.event_object()?);
+                } else {
+                    let v = self.value()?;
+                    if !top.event.set(key.raw, v) {
+                        match key.raw {
+                            "\"stream\"" => top.stream = Some(v),
+                            "\"result\"" => top.result = Some(v),
+                            "\"id\"" => top.id = Some(v),
+                            "\"code\"" => top.code = Some(v),
+                            "\"msg\"" => top.msg = Some(v),
+                            "\"data\"" => {
+                                return Err(invalid("data", v.raw, "is not a JSON object"));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if self.next_member()? {
+                    break;
+                }
+            }
+        }
+        self.ws();
+        if self.pos != self.bytes.len() {
+            return Err(self.err("unexpected text after the closing '}'"));
+        }
+        Ok(top)
+    }
+
+    /// A nested event object (`data`), cursor on its `{`.
+    fn event_object(&mut self) -> Result<EventFields<'a>, ParseError> {
+        let mut ev = EventFields::default();
+        self.eat(b'{', "expected '{'")?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(ev);
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':', "expected ':' after an object key")?;
+            self.ws();
+            let v = self.value()?;
+            ev.set(key.raw, v);
+            if self.next_member()? {
+                return Ok(ev);
+            }
+        }
+    }
+
+    /// After a member: `,` (returns false, more to come) or `}` (returns true, done).
+    #[inline]
+    fn next_member(&mut self) -> Result<bool, ParseError> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(b'}') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(_) => Err(self.err("expected ',' or '}' after an object member")),
+            None => Err(self.err(END_OF_FRAME)),
+        }
+    }
+
+    /// A string, cursor on its opening quote.
+    #[inline]
+    fn string(&mut self) -> Result<Tok<'a>, ParseError> {
+        let start = self.pos;
+        self.eat(b'"', "expected '\"' to start a string")?;
+        let mut escaped = false;
+        loop {
+            match self.bytes.get(self.pos) {
+                Some(b'"') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos += 2;
+                }
+                Some(&c) if c < 0x20 => return Err(self.err("control character inside a string")),
+                Some(_) => self.pos += 1,
+                None => {
+                    self.pos = self.bytes.len();
+                    return Err(self.err("unterminated string"));
+                }
+            }
+        }
+        Ok(Tok {
+            kind: if escaped { Kind::EscapedStr } else { Kind::Str },
+            raw: &self.text[start..self.pos],
+        })
+    }
+
+    /// Any value, cursor on its first byte. Containers are skipped (string-aware, depth-counted).
+    fn value(&mut self) -> Result<Tok<'a>, ParseError> {
+        let start = self.pos;
+        let kind = match self.peek() {
+            Some(b'"') => return self.string(),
+            Some(b'-' | b'0'..=b'9') => {
+                self.pos += 1;
+                while let Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') = self.peek() {
+                    self.pos += 1;
+                }
+                Kind::Number
+            }
+            Some(b't') => {
+                self.literal("true")?;
+                Kind::True
+            }
+            Some(b'f') => {
+                self.literal("false")?;
+                Kind::False
+            }
+            Some(b'n') => {
+                self.literal("null")?;
+                Kind::Null
+            }
+            Some(open @ (b'{' | b'[')) => {
+                self.skip_container()?;
+                if open == b'{' {
+                    Kind::Object
+                } else {
+                    Kind::Array
+                }
+            }
+            Some(_) => return Err(self.err("expected a JSON value")),
+            None => return Err(self.err(END_OF_FRAME)),
+        };
+        Ok(Tok {
+            kind,
+            raw: &self.text[start..self.pos],
+        })
+    }
+
+    fn literal(&mut self, word: &'static str) -> Result<(), ParseError> {
+        if self.bytes[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.err("expected true, false or null"))
+        }
+    }
+
+    /// Skips a balanced `{...}` or `[...]`. Checks nesting and string boundaries, not the full
+    /// grammar inside: the contents of unknown fields are not ours to validate.
+    fn skip_container(&mut self) -> Result<(), ParseError> {
+        let mut stack = [0u8; MAX_NESTING];
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                Some(open @ (b'{' | b'[')) => {
+                    if depth == MAX_NESTING {
+                        return Err(self.err("nesting deeper than 64 levels"));
+                    }
+                    stack[depth] = if open == b'{' { b'}' } else { b']' };
+                    depth += 1;
+                    self.pos += 1;
+                }
+                Some(close @ (b'}' | b']')) => {
+                    if depth == 0 || stack[depth - 1] != close {
+                        return Err(self.err("mismatched bracket"));
+                    }
+                    depth -= 1;
+                    self.pos += 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(_) => self.pos += 1,
+                None => return Err(self.err("unterminated object or array")),
+            }
+        }
+    }
+}
+
+impl<'a> EventFields<'a> {
+    /// Records `v` when `key` (raw, with quotes) is an event key; false otherwise.
+    #[inline]
+    fn set(&mut self, key: &str, v: Tok<'a>) -> bool {
+        let slot = match key.as_bytes() {
+            [b'"', k, b'"'] => match k {
+                b'e' => &mut self.e,
+                b'E' => &mut self.big_e,
+                b's' => &mut self.s,
+                b't' => &mut self.t,
+                b'p' => &mut self.p,
+                b'q' => &mut self.q,
+                b'T' => &mut self.big_t,
+                b'm' => &mut self.m,
+                _ => return false,
+            },
+            _ => return false,
+        };
+        *slot = Some(v);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_decimal_grammar() {
+        for ok in ["0", "1", "107407.88000000", "0.00024000", "00.10"] {
+            assert!(is_plain_decimal(ok), "{ok}");
+        }
+        for bad in [
+            "", ".", "1.", ".5", "-1", "+1", "1e5", "1E5", "1.2.3", " 1", "1 ", "NaN", "0x1",
+        ] {
+            assert!(!is_plain_decimal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn time_unit_conversion() {
+        assert_eq!(
+            TimeUnit::Millisecond.to_micros(1_751_132_780_369),
+            Some(1_751_132_780_369_000)
+        );
+        assert_eq!(TimeUnit::Microsecond.to_micros(42), Some(42));
+        assert_eq!(TimeUnit::Millisecond.to_micros(i64::MAX), None);
+    }
+
+    #[test]
+    fn truncate_cuts_on_char_boundary() {
+        let long = "é".repeat(100);
+        let t = truncate(&long);
+        assert!(t.ends_with("..."));
+        assert!(t.len() <= MAX_QUOTED_BYTES + 3);
+        assert_eq!(truncate("short"), "short");
+    }
+}
