@@ -104,3 +104,85 @@ impl Trade {
         self.source.parse()
     }
 }
+
+/// Why a decoded [`Trade`] breaks the contract. prost fills absent `required` fields with
+/// defaults instead of failing, so every consumer validates after decoding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidTrade {
+    /// The symbol is empty or not upper-case ASCII letters and digits.
+    #[error("field \"symbol\": {0:?} is not an upper-case Binance symbol")]
+    Symbol(String),
+    /// A decimal field is not a plain non-negative decimal (digits, at most one dot).
+    #[error("field {field:?}: {value:?} is not a plain decimal")]
+    Decimal {
+        /// `price` or `quantity`.
+        field: &'static str,
+        /// The value, truncated to 40 characters.
+        value: String,
+    },
+    /// A time is not after 2017-01-01 (before Binance existed: a unit or missing-field bug).
+    #[error("field {field:?}: {value} is not a time in microseconds since the epoch")]
+    Time {
+        /// `trade_time`, `event_time` or `receive_time`.
+        field: &'static str,
+        /// The value.
+        value: i64,
+    },
+    /// The trade id is negative.
+    #[error("field \"trade_id\": {0} is negative")]
+    TradeId(i64),
+    /// The source is not one of stream, backfill, batch.
+    #[error(transparent)]
+    Source(#[from] UnknownSource),
+}
+
+/// 2017-01-01T00:00:00Z in microseconds: no Binance trade is older.
+const EARLIEST_TIME_MICROS: i64 = 1_483_228_800_000_000;
+
+/// True for a plain decimal: digits, optionally one dot followed by digits.
+pub fn is_plain_decimal(s: &str) -> bool {
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl Trade {
+    /// Checks what the wire cannot: every field present and meaningful.
+    pub fn validate(&self) -> Result<(), InvalidTrade> {
+        if self.symbol.is_empty()
+            || !self
+                .symbol
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            return Err(InvalidTrade::Symbol(self.symbol.clone()));
+        }
+        if self.trade_id < 0 {
+            return Err(InvalidTrade::TradeId(self.trade_id));
+        }
+        for (field, value) in [("price", &self.price), ("quantity", &self.quantity)] {
+            if !is_plain_decimal(value) {
+                return Err(InvalidTrade::Decimal {
+                    field,
+                    value: value.chars().take(40).collect(),
+                });
+            }
+        }
+        for (field, value) in [
+            ("trade_time", self.trade_time),
+            ("event_time", self.event_time),
+            ("receive_time", self.receive_time),
+        ] {
+            if value < EARLIEST_TIME_MICROS {
+                return Err(InvalidTrade::Time { field, value });
+            }
+        }
+        self.source_kind()?;
+        Ok(())
+    }
+}

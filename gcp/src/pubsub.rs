@@ -1,0 +1,234 @@
+//! Pub/Sub: publisher and subscriber construction, and idempotent set-up of topics and
+//! subscriptions (used by the local stack and the tests; in the cloud, Terraform owns them).
+
+use std::time::Duration;
+
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
+use google_cloud_pubsub::model::{Subscription, Topic};
+
+use crate::GcpTarget;
+
+/// Pub/Sub set-up or connection failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PubsubError {
+    /// A client could not be built (bad endpoint, no credentials). Fix the configuration.
+    #[error("cannot build the Pub/Sub {what} client: {source}")]
+    Build {
+        /// Which client.
+        what: &'static str,
+        /// The underlying error.
+        source: google_cloud_gax::client_builder::Error,
+    },
+    /// An admin call failed; the message names the resource.
+    #[error("Pub/Sub {action} {resource} failed: {source}")]
+    Admin {
+        /// What we tried, e.g. "create topic".
+        action: &'static str,
+        /// The full resource name.
+        resource: String,
+        /// The underlying error.
+        source: google_cloud_pubsub::Error,
+    },
+}
+
+/// `projects/{project}/topics/{topic}`.
+pub fn topic_path(project: &str, topic: &str) -> String {
+    format!("projects/{project}/topics/{topic}")
+}
+
+/// `projects/{project}/subscriptions/{subscription}`.
+pub fn subscription_path(project: &str, subscription: &str) -> String {
+    format!("projects/{project}/subscriptions/{subscription}")
+}
+
+/// Publisher batching thresholds. Pub/Sub's own limits: 1000 messages and 10 MB per publish
+/// request (<https://cloud.google.com/pubsub/quotas#resource_limits>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Send a batch when it holds this many messages (at most 1000).
+    pub max_messages: u32,
+    /// Send a batch when it holds this many bytes (at most 10 MB).
+    pub max_bytes: u32,
+    /// Send a batch at the latest this long after its first message.
+    pub max_delay: Duration,
+}
+
+impl Default for Batching {
+    /// Trades are ~100 bytes: 1000 per batch stays far below 10 MB, and 10 ms keeps the
+    /// exchange-to-Pub/Sub latency low at Binance's quiet rates.
+    fn default() -> Self {
+        Self {
+            max_messages: 1000,
+            max_bytes: 1_000_000,
+            max_delay: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Builds a publisher for one topic (short name, e.g. `binance-trades`).
+pub async fn publisher(
+    target: &GcpTarget,
+    topic: &str,
+    batching: Batching,
+) -> Result<Publisher, PubsubError> {
+    let mut builder = Publisher::builder(topic_path(&target.project, topic))
+        .set_message_count_threshold(batching.max_messages)
+        .set_byte_threshold(batching.max_bytes)
+        .set_delay_threshold(batching.max_delay);
+    if let Some(endpoint) = &target.pubsub_endpoint {
+        builder = builder.with_endpoint(endpoint.clone());
+    }
+    if let Some(creds) = GcpTarget::credentials_for(target.pubsub_endpoint.as_deref()) {
+        builder = builder.with_credentials(creds);
+    }
+    builder.build().await.map_err(|source| PubsubError::Build {
+        what: "publisher",
+        source,
+    })
+}
+
+/// Builds a subscriber client (streams are opened per subscription with `subscribe`).
+pub async fn subscriber(target: &GcpTarget) -> Result<Subscriber, PubsubError> {
+    let mut builder = Subscriber::builder();
+    if let Some(endpoint) = &target.pubsub_endpoint {
+        builder = builder.with_endpoint(endpoint.clone());
+    }
+    if let Some(creds) = GcpTarget::credentials_for(target.pubsub_endpoint.as_deref()) {
+        builder = builder.with_credentials(creds);
+    }
+    builder.build().await.map_err(|source| PubsubError::Build {
+        what: "subscriber",
+        source,
+    })
+}
+
+/// Options for [`Admin::ensure_subscription`], mirroring what Terraform sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSpec {
+    /// Ack deadline in seconds (10..=600).
+    pub ack_deadline_secs: i32,
+    /// Deliver messages with the same ordering key in order.
+    pub ordering: bool,
+    /// Optional filter, e.g. `attributes.symbol = "BTCUSDT"`.
+    pub filter: Option<String>,
+}
+
+impl Default for SubscriptionSpec {
+    fn default() -> Self {
+        Self {
+            ack_deadline_secs: 60,
+            ordering: true,
+            filter: None,
+        }
+    }
+}
+
+/// Topic and subscription administration.
+pub struct Admin {
+    project: String,
+    topics: TopicAdmin,
+    subscriptions: SubscriptionAdmin,
+}
+
+impl Admin {
+    /// Connects the admin clients.
+    pub async fn connect(target: &GcpTarget) -> Result<Self, PubsubError> {
+        let mut topics = TopicAdmin::builder();
+        let mut subscriptions = SubscriptionAdmin::builder();
+        if let Some(endpoint) = &target.pubsub_endpoint {
+            topics = topics.with_endpoint(endpoint.clone());
+            subscriptions = subscriptions.with_endpoint(endpoint.clone());
+        }
+        if let Some(creds) = GcpTarget::credentials_for(target.pubsub_endpoint.as_deref()) {
+            topics = topics.with_credentials(creds.clone());
+            subscriptions = subscriptions.with_credentials(creds);
+        }
+        Ok(Self {
+            project: target.project.clone(),
+            topics: topics.build().await.map_err(|source| PubsubError::Build {
+                what: "topic admin",
+                source,
+            })?,
+            subscriptions: subscriptions
+                .build()
+                .await
+                .map_err(|source| PubsubError::Build {
+                    what: "subscription admin",
+                    source,
+                })?,
+        })
+    }
+
+    /// Creates the topic unless it exists.
+    pub async fn ensure_topic(&self, topic: &str) -> Result<(), PubsubError> {
+        let name = topic_path(&self.project, topic);
+        let result = self
+            .topics
+            .create_topic()
+            .set_name(name.clone())
+            .send()
+            .await
+            .map(|_: Topic| ());
+        ok_if_exists(result, "create topic", name)
+    }
+
+    /// Creates the subscription on `topic` unless it exists.
+    pub async fn ensure_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        spec: &SubscriptionSpec,
+    ) -> Result<(), PubsubError> {
+        let name = subscription_path(&self.project, subscription);
+        let mut request = self
+            .subscriptions
+            .create_subscription()
+            .set_name(name.clone())
+            .set_topic(topic_path(&self.project, topic))
+            .set_ack_deadline_seconds(spec.ack_deadline_secs)
+            .set_enable_message_ordering(spec.ordering);
+        if let Some(filter) = &spec.filter {
+            request = request.set_filter(filter.clone());
+        }
+        let result = request.send().await.map(|_: Subscription| ());
+        ok_if_exists(result, "create subscription", name)
+    }
+
+    /// Deletes a subscription; a missing one is not an error.
+    pub async fn delete_subscription(&self, subscription: &str) -> Result<(), PubsubError> {
+        let name = subscription_path(&self.project, subscription);
+        match self
+            .subscriptions
+            .delete_subscription()
+            .set_subscription(name.clone())
+            .send()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.status().map(|s| s.code) == Some(Code::NotFound) => Ok(()),
+            Err(source) => Err(PubsubError::Admin {
+                action: "delete subscription",
+                resource: name,
+                source,
+            }),
+        }
+    }
+}
+
+fn ok_if_exists(
+    result: Result<(), google_cloud_pubsub::Error>,
+    action: &'static str,
+    resource: String,
+) -> Result<(), PubsubError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.status().map(|s| s.code) == Some(Code::AlreadyExists) => Ok(()),
+        Err(source) => Err(PubsubError::Admin {
+            action,
+            resource,
+            source,
+        }),
+    }
+}
