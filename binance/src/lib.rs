@@ -2,6 +2,8 @@
 //!
 //! Module map:
 //! - [`wire`]: Binance's payloads as serde types (websocket events, REST rows, error bodies).
+//! - [`continuity`]: per-symbol trade-id tracker: emit, drop as duplicate, or emit and backfill
+//!   a gap; remembers outstanding gaps as compact ranges, bounded.
 //! - [`parse`]: pure, allocation-light conversion of a websocket frame into a [`Frame`]
 //!   (a [`trade_proto::Trade`], a `serverShutdown`, a control reply), and of a REST trade row
 //!   into a `Trade`. The clock and the connection's time unit are passed in.
@@ -10,6 +12,7 @@
 //! continuity tracker and backfills what it reports over REST; the batch uses the REST client
 //! and the wire types for klines, `exchangeInfo` and reconciliation.
 
+pub mod continuity;
 pub mod parse;
 pub mod wire;
 
