@@ -7,6 +7,8 @@
 //! - [`parse`]: pure, allocation-light conversion of a websocket frame into a [`Frame`]
 //!   (a [`trade_proto::Trade`], a `serverShutdown`, a control reply), and of a REST trade row
 //!   into a `Trade`. The clock and the connection's time unit are passed in.
+//! - [`rest`]: the REST discipline: weight budget and response classification (pure), and the
+//!   async [`RestClient`] (budget-aware, bounded retries, bans and geo-blocks surfaced).
 //!
 //! The producer reads frames, calls [`parse::parse_frame`], feeds each trade id to the
 //! continuity tracker and backfills what it reports over REST; the batch uses the REST client
@@ -14,6 +16,9 @@
 
 pub mod continuity;
 pub mod parse;
+pub mod rest;
 pub mod wire;
 
+pub use continuity::{Continuity, IdRange, Verdict};
 pub use parse::{Frame, FrameContext, ParseError, TimeUnit, parse_frame, parse_rest_trade};
+pub use rest::{RestClient, RestConfig, RestError};
