@@ -1,0 +1,55 @@
+//! `binance-sim`: a faithful local Binance for tests and local runs.
+//!
+//! One port serves Binance's spot WebSocket trade streams, the REST market-data endpoints the
+//! project uses, and an admin API for fault injection and ground truth. The trade tape is a pure,
+//! deterministic function of (seed, symbol, time), so streams, REST history and ground truth
+//! always agree, and any past day can be materialised.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), binance_sim::SimError> {
+//! use binance_sim::{Sim, SimConfig};
+//! let sim = Sim::start(SimConfig::default(), "127.0.0.1:0").await?;
+//! let url = format!("{}/stream?streams=btcusdt@trade/aaveusdt@trade", sim.ws_base_url());
+//! // ... connect, then compare with sim.ground_truth() ...
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Module map
+//! Pure (no I/O, unit-tested):
+//! - [`rng`]: keyed SplitMix64 and cheap distributions.
+//! - [`decimal`]: 1e-8 fixed point, Binance's 8-decimal formatting.
+//! - [`tape`]: the deterministic trade tape (ids, prices, sizes, times, aggregate trades).
+//! - [`kline`]: intervals, bucket alignment, aggregation.
+//! - [`frames`]: byte-exact stream payloads.
+//! - [`control`]: `SUBSCRIBE`/`UNSUBSCRIBE`/... parsing and replies.
+//! - [`limits`]: message rate, keep-alive, connection attempts, REST weight.
+//! - [`faults`]: fault settings and per-frame decisions.
+//! - [`ranges`], [`truth`]: ground-truth bookkeeping.
+//! - `rest`: REST bodies from the tape.
+//!
+//! I/O: `server` (start-up, the live pump, [`SimHandle`]), `http` (router, admin API),
+//! `ws` (connection tasks).
+
+pub mod config;
+pub mod control;
+pub mod decimal;
+pub mod faults;
+pub mod frames;
+mod http;
+pub mod kline;
+pub mod limits;
+pub mod ranges;
+mod rest;
+pub mod rng;
+mod server;
+pub mod tape;
+pub mod truth;
+mod ws;
+
+pub use config::{ConfigError, SimConfig, SymbolSpec, parse_rates};
+pub use faults::{FaultRequest, FaultSettings, Http5xxBurst, StallRequest};
+pub use server::{Sim, SimClock, SimError, SimHandle, SymbolUpdate};
+pub use tape::{Tape, Trade};
+pub use truth::{ConnSymbolTruth, ConnectionTruth, GroundTruth, MissReason, SymbolTruth};
+pub use ws::{CONNECTION_ID_HEADER, GEO_BLOCK_BODY};
