@@ -1,7 +1,7 @@
 //! [`RestClient`]: the async Binance REST client of the producer and the batch.
 //!
 //! Every request: waits until the [`WeightBudget`] allows its weight, sends it, records
-//! `X-MBX-USED-WEIGHT-1M`, and acts on [`classify`]:
+//! `X-MBX-USED-WEIGHT-1M`, and acts on [`classify()`]:
 //! - `Ok`: decode the body;
 //! - `Transient` (5xx, 408, timeouts, connection errors): retry with capped exponential backoff and
 //!   full jitter, at most [`RestConfig::max_retries`] times;
@@ -12,7 +12,7 @@
 //! - `GeoBlocked` (451) and `Permanent` (other 4xx): return at once, never retried.
 //!
 //! The client reads the wall clock (for the weight window and receive times): this is the I/O
-//! layer; the decisions live in the pure [`super::budget`] and [`super::classify`].
+//! layer; the decisions live in the pure [`super::budget`] and [`super::classify`](mod@super::classify).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

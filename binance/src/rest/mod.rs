@@ -3,7 +3,7 @@
 //!
 //! - [`budget`] (pure): the request-weight budget, fed by `X-MBX-USED-WEIGHT-1M`, saying how long
 //!   to wait before a request of weight W.
-//! - [`classify`] (pure): one function mapping a response (status, headers, body) to an
+//! - [`classify`](mod@classify) (pure): one function mapping a response (status, headers, body) to an
 //!   [`Outcome`]: ok, retry after, banned, geo-blocked, transient, permanent.
 //! - [`client`] (I/O): [`RestClient`], an async client on `reqwest` that waits on the budget before
 //!   each request, retries transient failures and 429s with capped exponential backoff and full
