@@ -152,3 +152,16 @@ fn control_request_and_reply() {
     assert_eq!(reply.id, Some(1));
     assert!(reply.result.is_null());
 }
+
+#[test]
+fn symbol_without_any_quote_precision_is_rejected_with_its_name() {
+    let err = serde_json::from_str::<binance::wire::SymbolInfo>(
+        r#"{"symbol":"XUSDT","status":"TRADING","baseAsset":"X","baseAssetPrecision":8,"quoteAsset":"USDT"}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("symbol XUSDT: missing field `quoteAssetPrecision`"),
+        "{err}"
+    );
+}
