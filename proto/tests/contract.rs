@@ -74,13 +74,55 @@ fn a_trade_missing_required_fields_fails_validation() {
 #[test]
 fn validation_names_the_bad_field_and_value() {
     let cases: Vec<(Trade, &str)> = vec![
-        (Trade { symbol: "btcusdt".into(), ..sample() }, "\"symbol\""),
-        (Trade { price: "1e5".into(), ..sample() }, "\"1e5\""),
-        (Trade { quantity: "-1".into(), ..sample() }, "\"quantity\""),
-        (Trade { price: "1.".into(), ..sample() }, "\"price\""),
-        (Trade { trade_time: 1_751_132_780_368, ..sample() }, "\"trade_time\""),
-        (Trade { trade_id: -1, ..sample() }, "\"trade_id\""),
-        (Trade { source: "ws".into(), ..sample() }, "\"ws\""),
+        (
+            Trade {
+                symbol: "btcusdt".into(),
+                ..sample()
+            },
+            "\"symbol\"",
+        ),
+        (
+            Trade {
+                price: "1e5".into(),
+                ..sample()
+            },
+            "\"1e5\"",
+        ),
+        (
+            Trade {
+                quantity: "-1".into(),
+                ..sample()
+            },
+            "\"quantity\"",
+        ),
+        (
+            Trade {
+                price: "1.".into(),
+                ..sample()
+            },
+            "\"price\"",
+        ),
+        (
+            Trade {
+                trade_time: 1_751_132_780_368,
+                ..sample()
+            },
+            "\"trade_time\"",
+        ),
+        (
+            Trade {
+                trade_id: -1,
+                ..sample()
+            },
+            "\"trade_id\"",
+        ),
+        (
+            Trade {
+                source: "ws".into(),
+                ..sample()
+            },
+            "\"ws\"",
+        ),
     ];
     for (t, needle) in cases {
         let err = t.validate().unwrap_err().to_string();

@@ -80,7 +80,10 @@ async fn a_trade_published_to_pubsub_is_pulled_back_identical() {
     let got = Trade::decode(msg.data.as_ref()).unwrap();
     assert_eq!(got, sent);
     assert_eq!(msg.ordering_key, "BTCUSDT");
-    assert_eq!(msg.attributes.get("source").map(String::as_str), Some("stream"));
+    assert_eq!(
+        msg.attributes.get("source").map(String::as_str),
+        Some("stream")
+    );
     admin.delete_subscription(&sub).await.unwrap();
 }
 
@@ -168,7 +171,11 @@ async fn an_append_to_a_missing_table_is_rejected_not_retried() {
     let table = table_path(PROJECT, &unique_name("nowhere"), "trades_raw");
     let descriptor = trade_proto::message_descriptor("Trade").unwrap();
     let err = writer
-        .append(&table, &descriptor, vec![trade(1, "1", "1", true).encode_to_vec()])
+        .append(
+            &table,
+            &descriptor,
+            vec![trade(1, "1", "1", true).encode_to_vec()],
+        )
         .await
         .unwrap_err();
     assert_eq!(

@@ -32,9 +32,9 @@ impl Warehouse {
     pub async fn connect(target: &GcpTarget) -> Result<Self, ConnectError> {
         let mut builder = BigQuery::builder().with_project_id(target.project.clone());
         if let Some(endpoint) = &target.bigquery_endpoint {
-            builder = builder
-                .with_endpoint(endpoint.clone())
-                .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+            builder = builder.with_endpoint(endpoint.clone()).with_credentials(
+                google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            );
         }
         Ok(Self {
             client: builder.build().await?,

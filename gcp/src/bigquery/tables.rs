@@ -75,7 +75,13 @@ pub fn all_tables(ds: &Datasets, symbols: &[String]) -> Result<Vec<TableSpec>, S
             Some("trade_time"),
             &["symbol", "trade_id"],
         )?,
-        spec(&ds.market, GAPS, GAPS_SCHEMA, Some("detected_time"), &["symbol"])?,
+        spec(
+            &ds.market,
+            GAPS,
+            GAPS_SCHEMA,
+            Some("detected_time"),
+            &["symbol"],
+        )?,
         spec(&ds.dwh, "symbols", SYMBOLS_SCHEMA, None, &["symbol"])?,
         spec(
             &ds.scd,

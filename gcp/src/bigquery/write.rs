@@ -174,7 +174,11 @@ mod tests {
         for code in [Code::Unavailable, Code::Internal, Code::ResourceExhausted] {
             assert_eq!(classify(code), Disposition::Retry, "{code:?}");
         }
-        for code in [Code::InvalidArgument, Code::NotFound, Code::PermissionDenied] {
+        for code in [
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::PermissionDenied,
+        ] {
             assert_eq!(classify(code), Disposition::Reject, "{code:?}");
         }
     }
