@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
-use google_cloud_pubsub::model::{Subscription, Topic};
+use google_cloud_pubsub::model::Topic;
 
 use crate::GcpTarget;
 
@@ -31,6 +31,9 @@ pub enum PubsubError {
         /// The underlying error.
         source: google_cloud_pubsub::Error,
     },
+    /// A time outside what a protobuf Timestamp can hold (years 0001..=9999).
+    #[error("time out of range for Pub/Sub: {0}")]
+    Time(String),
 }
 
 /// `projects/{project}/topics/{topic}`.
@@ -181,6 +184,20 @@ impl Admin {
         topic: &str,
         spec: &SubscriptionSpec,
     ) -> Result<(), PubsubError> {
+        self.create_subscription(subscription, topic, spec)
+            .await
+            .map(|_| ())
+    }
+
+    /// Like [`Admin::ensure_subscription`], but tells whether this call created the subscription
+    /// (`true`) or found it already there (`false`, its settings untouched), so that a caller
+    /// deletes only what it created.
+    pub async fn create_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        spec: &SubscriptionSpec,
+    ) -> Result<bool, PubsubError> {
         let name = subscription_path(&self.project, subscription);
         let mut request = self
             .subscriptions
@@ -192,8 +209,40 @@ impl Admin {
         if let Some(filter) = &spec.filter {
             request = request.set_filter(filter.clone());
         }
-        let result = request.send().await.map(|_: Subscription| ());
-        ok_if_exists(result, "create subscription", name)
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status().map(|s| s.code) == Some(Code::AlreadyExists) => Ok(false),
+            Err(source) => Err(PubsubError::Admin {
+                action: "create subscription",
+                resource: name,
+                source,
+            }),
+        }
+    }
+
+    /// Seeks a subscription to a point in time: messages published before `time` are marked
+    /// acknowledged, later ones (retained) are delivered again. Seeking to now drops a backlog.
+    pub async fn seek_to_time(
+        &self,
+        subscription: &str,
+        time: std::time::SystemTime,
+    ) -> Result<(), PubsubError> {
+        let name = subscription_path(&self.project, subscription);
+        // Protobuf timestamps span years 0001..=9999; anything else is a caller bug.
+        let time = google_cloud_wkt::Timestamp::try_from(time)
+            .map_err(|e| PubsubError::Time(e.to_string()))?;
+        self.subscriptions
+            .seek()
+            .set_subscription(name.clone())
+            .set_time(time)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|source| PubsubError::Admin {
+                action: "seek subscription",
+                resource: name,
+                source,
+            })
     }
 
     /// Deletes a subscription; a missing one is not an error.

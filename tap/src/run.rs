@@ -1,0 +1,244 @@
+//! The subscription's life cycle and the print loop.
+//!
+//! 1. Create the subscription (a temporary `tap-<pid>-<millis>`, or the one `--subscription`
+//!    names, created if missing) with ordering enabled and the filter from the flags.
+//! 2. With `--from-now`, seek it to now (drops a reused subscription's backlog).
+//! 3. Stream: decode, validate, de-duplicate ([`crate::inspect`]), print, acknowledge.
+//! 4. Stop on `--limit`, on the cancellation token (Ctrl-C/SIGTERM in `main`), when stdout is
+//!    closed (`tap | head`) or on a stream error; then drain pending acks and delete the
+//!    subscription if this run created it (unless `--keep`). The deletion happens on every one
+//!    of these paths, errors included.
+//!
+//! Delivery: tap acknowledges every message it receives, printed or not; it is an observer.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gcp::GcpTarget;
+use gcp::pubsub::{self, Admin, PubsubError, SubscriptionSpec};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Args, Format};
+use crate::dedup::Dedup;
+use crate::inspect::{Verdict, Wanted, inspect};
+use crate::render;
+
+/// Why tap stopped with an error. The subscription it created is deleted before this is
+/// returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Creating, seeking or deleting the subscription failed (wrong project, topic missing, no
+    /// permission, endpoint down); the message names the resource.
+    #[error(transparent)]
+    Pubsub(#[from] PubsubError),
+    /// The message stream failed permanently (subscription deleted under us, permission revoked).
+    #[error("the Pub/Sub stream on {subscription} failed: {source}")]
+    Stream {
+        /// The full subscription path.
+        subscription: String,
+        /// The client's error.
+        source: google_cloud_pubsub::Error,
+    },
+    /// Writing to stderr failed.
+    #[error("cannot write to stderr: {0}")]
+    Stderr(#[source] io::Error),
+}
+
+/// What a run did; printed on stderr at the end by `main`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The subscription's short name.
+    pub subscription: String,
+    /// Whether this run created it.
+    pub created: bool,
+    /// Whether it was deleted at the end.
+    pub deleted: bool,
+    /// Trades printed on stdout.
+    pub printed: u64,
+    /// Messages reported as invalid on stderr.
+    pub invalid: u64,
+    /// Duplicates dropped by `--dedup`.
+    pub duplicates: u64,
+    /// Valid trades of symbols or sources not asked for, skipped on our side.
+    pub not_wanted: u64,
+    /// Why the loop ended.
+    pub stop: Stop,
+}
+
+/// Why the print loop ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stop {
+    /// `--limit` trades printed.
+    Limit,
+    /// Ctrl-C, SIGTERM, or the caller's token.
+    #[default]
+    Cancelled,
+    /// stdout was closed.
+    OutputClosed,
+    /// The server ended the stream.
+    StreamEnded,
+}
+
+/// A temporary subscription name: starts with a letter, 3..=255 characters of `[a-z0-9-]`
+/// (Pub/Sub's resource name rules, <https://cloud.google.com/pubsub/docs/pubsub-basics#resource_names>).
+fn temporary_name() -> String {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("tap-{}-{millis}", std::process::id())
+}
+
+/// Runs tap until the limit, the token, a closed stdout or an error.
+pub async fn run<W: Write, E: Write>(
+    args: &Args,
+    out: &mut W,
+    err: &mut E,
+    shutdown: CancellationToken,
+) -> Result<Summary, RunError> {
+    let target = GcpTarget {
+        project: args.project.clone(),
+        pubsub_endpoint: args.pubsub_endpoint.clone(),
+        bigquery_endpoint: None,
+        bigquery_grpc_endpoint: None,
+    };
+    let admin = Admin::connect(&target).await?;
+    let name = args.subscription.clone().unwrap_or_else(temporary_name);
+    let filter = args.subscription_filter();
+    let spec = SubscriptionSpec {
+        filter: filter.clone(),
+        ..SubscriptionSpec::default()
+    };
+    let created = admin.create_subscription(&name, &args.topic, &spec).await?;
+    let mut summary = Summary {
+        subscription: name.clone(),
+        created,
+        ..Summary::default()
+    };
+    writeln!(
+        err,
+        "tap: {} subscription {name} on topic {} (filter: {})",
+        if created { "created" } else { "reusing" },
+        args.topic,
+        filter.as_deref().unwrap_or("none")
+    )
+    .map_err(RunError::Stderr)?;
+
+    let result = match seek_if_asked(args, &admin, &name).await {
+        Ok(()) => stream(args, &target, &name, out, err, shutdown, &mut summary).await,
+        Err(e) => Err(e),
+    };
+
+    if created && !args.keep {
+        admin.delete_subscription(&name).await?;
+        summary.deleted = true;
+        writeln!(err, "tap: deleted subscription {name}").map_err(RunError::Stderr)?;
+    } else if created {
+        writeln!(err, "tap: kept subscription {name} (--keep)").map_err(RunError::Stderr)?;
+    }
+    result.map(|()| summary)
+}
+
+async fn seek_if_asked(args: &Args, admin: &Admin, name: &str) -> Result<(), RunError> {
+    if args.from_now {
+        admin.seek_to_time(name, SystemTime::now()).await?;
+    }
+    Ok(())
+}
+
+/// What the select in the loop produced.
+enum Event {
+    Cancelled,
+    Next(Option<google_cloud_pubsub::Result<(google_cloud_pubsub::model::Message, Handler)>>),
+}
+
+type Handler = google_cloud_pubsub::subscriber::handler::Handler;
+
+async fn stream<W: Write, E: Write>(
+    args: &Args,
+    target: &GcpTarget,
+    name: &str,
+    out: &mut W,
+    err: &mut E,
+    shutdown: CancellationToken,
+    summary: &mut Summary,
+) -> Result<(), RunError> {
+    let path = pubsub::subscription_path(&target.project, name);
+    let subscriber = pubsub::subscriber(target).await?;
+    let mut messages = subscriber.subscribe(path.clone()).build();
+    let drain = messages.shutdown_token();
+    let mut dedup = args.dedup.then(Dedup::default);
+    let mut outcome = Ok(());
+
+    if args.format == Format::Table
+        && writeln!(out, "{}", render::table_header())
+            .and_then(|()| out.flush())
+            .is_err()
+    {
+        summary.stop = Stop::OutputClosed;
+        drain.shutdown().await;
+        return Ok(());
+    }
+
+    summary.stop = loop {
+        if args.limit.is_some_and(|limit| summary.printed >= limit) {
+            break Stop::Limit;
+        }
+        let event = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => Event::Cancelled,
+            next = messages.next() => Event::Next(next),
+        };
+        let (message, handler) = match event {
+            Event::Cancelled => break Stop::Cancelled,
+            Event::Next(None) => break Stop::StreamEnded,
+            Event::Next(Some(Err(source))) => {
+                outcome = Err(RunError::Stream {
+                    subscription: path.clone(),
+                    source,
+                });
+                break Stop::StreamEnded;
+            }
+            Event::Next(Some(Ok(item))) => item,
+        };
+        let attributes: &HashMap<String, String> = &message.attributes;
+        let wanted = Wanted {
+            symbols: &args.symbols,
+            source: args.source,
+        };
+        let verdict = inspect(&message.data, attributes, wanted, dedup.as_mut());
+        handler.ack();
+        match verdict {
+            Verdict::Print(trade) => {
+                let line = match args.format {
+                    Format::Json => render::json_line(&trade),
+                    Format::Table => render::table_row(&trade),
+                };
+                if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                    break Stop::OutputClosed;
+                }
+                summary.printed += 1;
+            }
+            Verdict::Invalid(reason) => {
+                summary.invalid += 1;
+                writeln!(err, "tap: invalid message {}: {reason}", message.message_id)
+                    .map_err(RunError::Stderr)?;
+            }
+            Verdict::Duplicate => summary.duplicates += 1,
+            Verdict::NotWanted => {
+                if summary.not_wanted == 0 {
+                    writeln!(
+                        err,
+                        "tap: the subscription delivers trades its filter should exclude (the emulator does not apply filters, or a reused subscription has another); skipping them"
+                    )
+                    .map_err(RunError::Stderr)?;
+                }
+                summary.not_wanted += 1;
+            }
+        }
+    };
+    // Let the acks reach the server before the subscription goes away or the process exits.
+    drain.shutdown().await;
+    outcome
+}
