@@ -84,8 +84,14 @@ pub fn decimals_of(units: u64) -> u32 {
 /// Append `units` (1e-8) as `"123.45000000"` to `out`.
 #[inline]
 pub fn push_units(out: &mut Vec<u8>, units: u128) {
-    let int = units / u128::from(SCALE);
-    let frac = (units % u128::from(SCALE)) as u64;
+    // u64 arithmetic when it fits: u128 division is a slow library call.
+    let (int, frac) = match u64::try_from(units) {
+        Ok(u) => (u128::from(u / SCALE), u % SCALE),
+        Err(_) => (
+            units / u128::from(SCALE),
+            (units % u128::from(SCALE)) as u64,
+        ),
+    };
     push_uint(out, int);
     out.push(b'.');
     let mut buf = [b'0'; DECIMALS];
@@ -99,7 +105,29 @@ pub fn push_units(out: &mut Vec<u8>, units: u128) {
 
 /// Append an unsigned integer in decimal.
 #[inline]
-pub fn push_uint(out: &mut Vec<u8>, mut v: u128) {
+pub fn push_uint(out: &mut Vec<u8>, v: u128) {
+    match u64::try_from(v) {
+        Ok(v) => push_u64(out, v),
+        Err(_) => push_u128_slow(out, v),
+    }
+}
+
+#[inline]
+fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_u128_slow(out: &mut Vec<u8>, mut v: u128) {
     let mut buf = [0u8; 40];
     let mut i = buf.len();
     loop {
@@ -186,6 +214,16 @@ mod tests {
     #[case(1, "0.00000001")]
     fn formats_like_binance(#[case] units: u128, #[case] text: &str) {
         assert_eq!(units_string(units), text);
+    }
+
+    #[test]
+    fn large_sums_format_exactly() {
+        let big: u128 = u128::from(u64::MAX) * 1000 + 12_345_678;
+        let want = format!("{}.{:08}", big / 100_000_000, big % 100_000_000);
+        assert_eq!(units_string(big), want);
+        let mut v = Vec::new();
+        push_int(&mut v, -1_751_132_780_368);
+        assert_eq!(v, b"-1751132780368");
     }
 
     #[test]
