@@ -55,7 +55,7 @@ impl Warehouse {
             .until_done()
             .await
             .map_err(|source| error(sql, source))?;
-        Ok(done.metadata().num_dml_affected_rows.map(|v| v))
+        Ok(done.metadata().num_dml_affected_rows)
     }
 
     /// Runs a query and collects every row.
