@@ -148,6 +148,8 @@ async fn seek_if_asked(args: &Args, admin: &Admin, name: &str) -> Result<(), Run
 }
 
 /// What the select in the loop produced.
+// One short-lived value per message on the stack: boxing the message would cost more.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Cancelled,
     Next(Option<google_cloud_pubsub::Result<(google_cloud_pubsub::model::Message, Handler)>>),
