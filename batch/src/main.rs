@@ -1,1 +1,149 @@
-fn main() {}
+//! `batch`: parses the command line, sets up logging, builds the clients, runs one command.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use batch::cli::{Cli, Command};
+use batch::run::Batch;
+use binance::{RestClient, RestConfig};
+use clap::Parser as _;
+use gcp::GcpTarget;
+use gcp::bigquery::sql::Warehouse;
+use gcp::bigquery::tables::Datasets;
+
+fn now_us() -> i64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("batch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    let symbols = g.validate()?;
+    let target = GcpTarget {
+        project: g.project.clone().unwrap_or_default(),
+        pubsub_endpoint: None,
+        bigquery_endpoint: g.bigquery_endpoint.clone(),
+        bigquery_grpc_endpoint: g.bigquery_grpc_endpoint.clone(),
+    };
+    let rest = RestClient::new(RestConfig {
+        base_url: g.binance_rest_url.clone(),
+        ..RestConfig::default()
+    })?;
+    let batch = Batch {
+        rest,
+        probe: batch::agg_trades::FirstTradeProbe::new(&g.binance_rest_url)?,
+        warehouse: Warehouse::connect(&target).await?,
+        target,
+        datasets: Datasets {
+            market: g.market_dataset.clone(),
+            dwh: g.dwh_dataset.clone(),
+            scd: g.scd_dataset.clone(),
+        },
+        symbols,
+        concurrency: usize::from(g.concurrency),
+    };
+    let now = now_us();
+    match cli.command {
+        Command::Setup => {
+            let n = batch.setup().await?;
+            println!("setup: {n} statements applied (datasets, tables, view)");
+        }
+        Command::Klines { date, interval } => {
+            for l in batch.klines(date, interval, now).await? {
+                println!(
+                    "klines {} {}: {} rows from Binance, {} rows changed",
+                    l.symbol, l.day, l.rows, l.changed
+                );
+            }
+        }
+        Command::Symbols { as_of } => {
+            let a = batch.symbols(as_of.unwrap_or(now)).await?;
+            println!(
+                "symbols: opened {:?}, closed {:?}, unchanged {:?}",
+                a.opened, a.closed, a.unchanged
+            );
+        }
+        Command::Check {
+            date,
+            interval,
+            skip_trades,
+        } => {
+            let out = batch.check(date, interval, skip_trades, now).await?;
+            for n in &out.notes {
+                println!("check: {n}");
+            }
+            if !out.problems.is_empty() {
+                for p in &out.problems {
+                    eprintln!("check FAILED: {p}");
+                }
+                anyhow::bail!("check of {date} failed: {} problem(s)", out.problems.len());
+            }
+            println!("check {date}: passed");
+        }
+        Command::Reconcile { date } => {
+            let mut unfilled = 0u64;
+            for r in batch.reconcile(date, now).await? {
+                let u: u64 = r.unfilled.iter().map(|x| x.len()).sum();
+                unfilled += u;
+                println!(
+                    "reconcile {} {date}: {} ids missing, {} filled, {} not available from Binance {:?}",
+                    r.symbol, r.missing, r.filled, u, r.unfilled
+                );
+            }
+            if unfilled > 0 {
+                anyhow::bail!("reconcile {date}: {unfilled} trade ids could not be filled");
+            }
+        }
+        Command::Backfill { from, to, force } => {
+            let progress = batch::progress::for_stderr();
+            let started = std::time::Instant::now();
+            let b = batch
+                .backfill(
+                    from,
+                    to,
+                    batch::klines::Interval::MINUTE,
+                    force,
+                    now,
+                    progress.as_ref(),
+                )
+                .await
+                .context("backfill (rerun the same command to resume)")?;
+            println!(
+                "backfill {from}..={to}: {} symbol-days loaded, {} already complete, in {:.1} s",
+                b.loaded,
+                b.skipped,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}

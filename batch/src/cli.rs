@@ -1,0 +1,281 @@
+//! The command line: one struct, every flag documented, every flag with an environment fallback
+//! (the names the whole pipeline shares), defaults defined once, validated before any I/O.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::day::{Day, DayError, parse_instant_us};
+use crate::klines::Interval;
+
+/// The symbols captured by default (the shared contract's `SYMBOLS`).
+pub const DEFAULT_SYMBOLS: &str = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT";
+
+/// The daily batch of the binance-gcp-pipeline.
+#[derive(Debug, Parser)]
+#[command(
+    name = "batch",
+    version,
+    about = "Daily batch of the Binance pipeline: klines, symbol history (SCD type 2), checks and trade reconciliation in BigQuery",
+    long_about = "Daily batch of the Binance pipeline.\n\n\
+        Per symbol, for one UTC day: `symbols` keeps the symbol metadata from Binance's exchangeInfo \
+        in dwh.symbols with a type-2 history in scd.symbols_history; `klines` loads the day's \
+        1-minute klines from Binance's REST API into dwh.klines_<symbol>, replacing that day (a \
+        rerun changes nothing); `check` fails unless the day is complete and sane and market.trades \
+        holds exactly the day's trade ids; `reconcile` fetches the trade ids missing from \
+        market.trades and appends them. `backfill` loads klines for a range of days, resumably.\n\n\
+        Every flag can also be set by the environment variable shown. Against the local emulators, \
+        set BIGQUERY_ENDPOINT and BIGQUERY_GRPC_ENDPOINT (anonymous credentials are then used); \
+        without them, Application Default Credentials and Google Cloud.\n\n\
+        Example: batch --project my-proj klines --date 2026-01-31 --symbols BTCUSDT,ARBUSDT",
+    after_help = "Exit status: 0 on success, 1 on any failure (a failed check names symbol, date and problem), 2 on bad usage."
+)]
+pub struct Cli {
+    /// Settings shared by every command.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Google Cloud project that owns the datasets.
+    #[arg(long, env = "GCP_PROJECT", global = true)]
+    pub project: Option<String>,
+    /// BigQuery REST endpoint of an emulator, e.g. http://127.0.0.1:9050 (unset: Google Cloud).
+    #[arg(long, env = "BIGQUERY_ENDPOINT", global = true)]
+    pub bigquery_endpoint: Option<String>,
+    /// BigQuery Storage gRPC endpoint of an emulator as host:port (unset: Google Cloud).
+    #[arg(long, env = "BIGQUERY_GRPC_ENDPOINT", global = true)]
+    pub bigquery_grpc_endpoint: Option<String>,
+    /// Symbols to process, comma-separated, upper case.
+    #[arg(long, env = "SYMBOLS", global = true, default_value = DEFAULT_SYMBOLS, value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Binance REST base URL (api.binance.com: the data-api host does not serve historicalTrades).
+    #[arg(
+        long,
+        env = "BINANCE_REST_URL",
+        global = true,
+        default_value = "https://api.binance.com"
+    )]
+    pub binance_rest_url: String,
+    /// Dataset of real-time trades (trades_raw, the trades view).
+    #[arg(
+        long,
+        env = "BQ_MARKET_DATASET",
+        global = true,
+        default_value = "market"
+    )]
+    pub market_dataset: String,
+    /// Dataset of the warehouse tables (klines_<symbol>, symbols).
+    #[arg(long, env = "BQ_DWH_DATASET", global = true, default_value = "dwh")]
+    pub dwh_dataset: String,
+    /// Dataset of the slowly-changing-dimension history (symbols_history).
+    #[arg(long, env = "BQ_SCD_DATASET", global = true, default_value = "scd")]
+    pub scd_dataset: String,
+    /// Log format: json (one object per line, for Cloud Logging) or text.
+    #[arg(long, env = "LOG_FORMAT", global = true, default_value = "json", value_parser = ["json", "text"])]
+    pub log_format: String,
+    /// Symbols (or days, in backfill) worked on at the same time. Binance's weight budget is
+    /// shared by all of them.
+    #[arg(long, env = "BATCH_CONCURRENCY", global = true, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub concurrency: u16,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the datasets and tables (from Terraform's schema files) if missing. For local runs;
+    /// in Google Cloud, Terraform creates them.
+    Setup,
+    /// Load every kline of a UTC day into dwh.klines_<symbol>, replacing that day.
+    Klines {
+        /// The UTC day, YYYY-MM-DD; it must have ended.
+        #[arg(long, value_parser = parse_day)]
+        date: Day,
+        /// Kline interval; the warehouse tables hold 1m.
+        #[arg(long, default_value = "1m", value_parser = Interval::parse)]
+        interval: Interval,
+    },
+    /// Read exchangeInfo into dwh.symbols and record changes in scd.symbols_history (type 2).
+    Symbols {
+        /// When the versions become valid (RFC 3339 UTC, e.g. 2026-01-31T00:00:00Z); default now.
+        #[arg(long, value_parser = parse_instant)]
+        as_of: Option<i64>,
+    },
+    /// Fail unless each symbol's day is complete and sane and market.trades holds its trade ids.
+    Check {
+        /// The UTC day, YYYY-MM-DD.
+        #[arg(long, value_parser = parse_day)]
+        date: Day,
+        /// Kline interval of the tables.
+        #[arg(long, default_value = "1m", value_parser = Interval::parse)]
+        interval: Interval,
+        /// Check the klines only, not market.trades (e.g. when the real-time path is not running).
+        #[arg(long, env = "BATCH_SKIP_TRADES")]
+        skip_trades: bool,
+    },
+    /// Fetch the trade ids of a day missing from market.trades (historicalTrades) and append
+    /// them to market.trades_raw with source = batch.
+    Reconcile {
+        /// The UTC day, YYYY-MM-DD.
+        #[arg(long, value_parser = parse_day)]
+        date: Day,
+    },
+    /// Load klines for every day from --from to --to (both included). Resumable: days already
+    /// complete in the warehouse are skipped unless --force.
+    Backfill {
+        /// First UTC day.
+        #[arg(long, value_parser = parse_day)]
+        from: Day,
+        /// Last UTC day (included).
+        #[arg(long, value_parser = parse_day)]
+        to: Day,
+        /// Reload days that are already complete.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn parse_day(raw: &str) -> Result<Day, DayError> {
+    raw.parse()
+}
+
+fn parse_instant(raw: &str) -> Result<i64, DayError> {
+    parse_instant_us(raw)
+}
+
+/// A setting that is wrong, with why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {why}")]
+pub struct SettingError {
+    setting: &'static str,
+    why: String,
+}
+
+/// BigQuery dataset names: letters, digits, underscores (BigQuery "Naming datasets"), which also
+/// makes them safe inside backquoted SQL identifiers.
+pub fn validate_identifier(setting: &'static str, v: &str) -> Result<(), SettingError> {
+    if v.is_empty() || v.len() > 1024 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(SettingError {
+            setting,
+            why: format!("{v:?} must be letters, digits and underscores"),
+        });
+    }
+    Ok(())
+}
+
+impl Global {
+    /// Checks every setting before any I/O; returns the normalised symbol list.
+    pub fn validate(&self) -> Result<Vec<String>, SettingError> {
+        let project = self.project.as_deref().unwrap_or("");
+        if project.is_empty()
+            || !project.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b':'
+            })
+        {
+            return Err(SettingError {
+                setting: "--project / GCP_PROJECT",
+                why: format!("{project:?}: set it to the Google Cloud project id"),
+            });
+        }
+        validate_identifier("--market-dataset / BQ_MARKET_DATASET", &self.market_dataset)?;
+        validate_identifier("--dwh-dataset / BQ_DWH_DATASET", &self.dwh_dataset)?;
+        validate_identifier("--scd-dataset / BQ_SCD_DATASET", &self.scd_dataset)?;
+        let mut symbols = Vec::new();
+        for s in &self.symbols {
+            let s = s.trim().to_ascii_uppercase();
+            if s.is_empty() {
+                continue;
+            }
+            if !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(SettingError {
+                    setting: "--symbols / SYMBOLS",
+                    why: format!("{s:?} is not a Binance symbol (letters and digits)"),
+                });
+            }
+            if !symbols.contains(&s) {
+                symbols.push(s);
+            }
+        }
+        if symbols.is_empty() {
+            return Err(SettingError {
+                setting: "--symbols / SYMBOLS",
+                why: "no symbol given".into(),
+            });
+        }
+        if self.bigquery_endpoint.is_some() != self.bigquery_grpc_endpoint.is_some() {
+            return Err(SettingError {
+                setting: "--bigquery-endpoint / --bigquery-grpc-endpoint",
+                why: "set both (emulator) or neither (Google Cloud)".into(),
+            });
+        }
+        Ok(symbols)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_contract_commands() {
+        let cli = Cli::try_parse_from([
+            "batch",
+            "--project",
+            "p",
+            "klines",
+            "--date",
+            "2026-01-31",
+            "--symbols",
+            "btcusdt,ARBUSDT",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.validate().unwrap(), vec!["BTCUSDT", "ARBUSDT"]);
+        assert!(
+            matches!(cli.command, Command::Klines { interval, .. } if interval == Interval::MINUTE)
+        );
+        let cli = Cli::try_parse_from(["batch", "check", "--date", "2026-01-31", "--skip-trades"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Check {
+                skip_trades: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Cli::try_parse_from(["batch", "klines", "--date", "2026-02-30"]).unwrap_err();
+        assert!(e.to_string().contains("2026-02-30"), "{e}");
+        let cli = Cli::try_parse_from(["batch", "--project", "p", "--dwh-dataset", "a.b", "setup"])
+            .unwrap();
+        assert!(
+            cli.global
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("BQ_DWH_DATASET")
+        );
+        let cli =
+            Cli::try_parse_from(["batch", "--project", "p", "--symbols", "BTC'USDT", "setup"])
+                .unwrap();
+        assert!(
+            cli.global
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("SYMBOLS")
+        );
+    }
+}

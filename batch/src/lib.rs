@@ -1,0 +1,31 @@
+//! The daily batch of the binance-gcp-pipeline, as a library; `src/main.rs` only parses the
+//! command line, sets up logging and calls [`run::Batch`].
+//!
+//! Per symbol and UTC day, as the original assessment shaped it, done properly: (1) the symbol
+//! dimension and its type-2 history, (2) the day's klines into `dwh.klines_<symbol>`, replacing
+//! that day, (3) checks that fail loudly, plus reconciliation of `market.trades` and backfills.
+//!
+//! Module map. Pure (no I/O, unit-tested):
+//! - [`day`]: UTC days (`YYYY-MM-DD`) and instants.
+//! - [`decimal`]: exact NUMERIC values from decimal strings.
+//! - [`klines`]: intervals, validated rows, paging, the day's checks.
+//! - [`symbols`]: exchangeInfo -> dimension rows, row hash, the SCD type-2 diff.
+//! - [`trades`]: trade-id accounting for a day: check verdict and missing ranges.
+//! - [`sql`]: every statement (MERGEs and queries), built from validated values.
+//! - [`cli`]: the command line and its validation.
+//!
+//! I/O: [`agg_trades`] (first trade id of a day), [`run`] (the commands), [`progress`].
+
+pub mod agg_trades;
+pub mod cli;
+pub mod day;
+pub mod decimal;
+pub mod klines;
+pub mod progress;
+pub mod run;
+pub mod sql;
+pub mod symbols;
+pub mod trades;
+
+pub use day::Day;
+pub use run::Batch;

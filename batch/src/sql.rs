@@ -1,0 +1,445 @@
+//! Every SQL statement the batch sends, built here from validated values (pure, unit-tested).
+//!
+//! Values are inlined as literals: decimals are validated [`Numeric`]s printed canonically,
+//! strings go through [`string_literal`], identifiers are validated at start-up
+//! ([`crate::cli::validate_identifier`]). Timestamps travel as integers and are converted with
+//! `TIMESTAMP_MILLIS`/`TIMESTAMP_MICROS`; reads cast NUMERIC to STRING and TIMESTAMP to Unix ms so
+//! that nothing goes through a float.
+//!
+//! Why literals and MERGE rather than the Storage Write API for klines and symbols: a MERGE is
+//! one atomic statement that both writes the new rows and removes what must go, it reports the
+//! affected row count, and bqemulator runs it unchanged. A day of 1-minute klines is ~250 KB of
+//! SQL, far under BigQuery's 1 MB limit on query text (BigQuery "Quotas and limits": maximum
+//! unresolved GoogleSQL query length 1 MB); [`MAX_ROWS_PER_MERGE`] keeps any interval under it.
+
+use std::fmt::Write as _;
+
+use binance::IdRange;
+
+use crate::day::Day;
+use crate::decimal::Numeric;
+use crate::klines::KlineRow;
+use crate::symbols::{ScdPlan, SymbolRow};
+
+/// At most this many klines go into one MERGE (a 1m day is 1440; ~180 bytes each).
+pub const MAX_ROWS_PER_MERGE: usize = 4000;
+
+/// A GoogleSQL string literal: single-quoted, with `\`, `'` and control characters escaped.
+pub fn string_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `` `project.dataset.table` ``.
+pub fn table(project: &str, dataset: &str, table: &str) -> String {
+    format!("`{project}.{dataset}.{table}`")
+}
+
+fn num(n: Numeric) -> String {
+    format!("CAST('{}' AS NUMERIC)", n.canonical())
+}
+
+fn num_str(s: &str) -> String {
+    // Only ever called with canonical decimals from `SymbolRow`; quoted like any string.
+    format!("CAST({} AS NUMERIC)", string_literal(s))
+}
+
+fn day_filter(col: &str, day: Day) -> String {
+    format!(
+        "{col} >= TIMESTAMP_MILLIS({}) AND {col} < TIMESTAMP_MILLIS({})",
+        day.start_ms(),
+        day.end_ms()
+    )
+}
+
+const KLINE_VALUE_COLS: [&str; 9] = [
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trade_count",
+    "taker_buy_base_volume",
+    "taker_buy_quote_volume",
+];
+
+/// Replaces `day`'s rows of a klines table with `rows`, atomically, touching only what differs:
+/// an identical rerun affects 0 rows (and keeps `loaded_at`), a changed minute is updated, a new
+/// one inserted, and a stored minute Binance no longer returns is deleted. Rows outside `day`
+/// are never touched. `rows` must be non-empty and inside `day`.
+pub fn klines_merge(
+    table: &str,
+    symbol: &str,
+    day: Day,
+    rows: &[KlineRow],
+    loaded_at_us: i64,
+) -> String {
+    let mut src = String::with_capacity(rows.len() * 200);
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            src.push_str(",\n");
+        }
+        let vals = [
+            r.open_time_ms.to_string(),
+            r.close_time_ms.to_string(),
+            num(r.open),
+            num(r.high),
+            num(r.low),
+            num(r.close),
+            num(r.volume),
+            num(r.quote_volume),
+            r.trade_count.to_string(),
+            num(r.taker_buy_base_volume),
+            num(r.taker_buy_quote_volume),
+        ];
+        if i == 0 {
+            let names = ["o", "c"].iter().chain(KLINE_VALUE_COLS.iter());
+            let named: Vec<String> = vals
+                .iter()
+                .zip(names)
+                .map(|(v, n)| format!("{v} AS {n}"))
+                .collect();
+            let _ = write!(src, "STRUCT({})", named.join(", "));
+        } else {
+            let _ = write!(src, "STRUCT({})", vals.join(", "));
+        }
+    }
+    let changed: Vec<String> = KLINE_VALUE_COLS
+        .iter()
+        .chain(["close_time"].iter())
+        .map(|c| format!("t.{c} != s.{c}"))
+        .collect();
+    let set: Vec<String> = KLINE_VALUE_COLS
+        .iter()
+        .chain(["close_time"].iter())
+        .map(|c| format!("{c} = s.{c}"))
+        .collect();
+    let cols = format!(
+        "symbol, open_time, close_time, {}",
+        KLINE_VALUE_COLS.join(", ")
+    );
+    let s_cols = format!(
+        "s.symbol, s.open_time, s.close_time, {}",
+        KLINE_VALUE_COLS
+            .iter()
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    format!(
+        "MERGE {table} t\n\
+         USING (SELECT {sym} AS symbol, TIMESTAMP_MILLIS(o) AS open_time, TIMESTAMP_MILLIS(c) AS close_time, {vals} FROM UNNEST([\n{src}\n])) s\n\
+         ON t.open_time = s.open_time AND {in_day_t}\n\
+         WHEN MATCHED AND ({changed}) THEN UPDATE SET {set}, loaded_at = TIMESTAMP_MICROS({loaded_at_us})\n\
+         WHEN NOT MATCHED BY TARGET THEN INSERT ({cols}, loaded_at) VALUES ({s_cols}, TIMESTAMP_MICROS({loaded_at_us}))\n\
+         WHEN NOT MATCHED BY SOURCE AND {in_day_t} THEN DELETE",
+        sym = string_literal(symbol),
+        vals = KLINE_VALUE_COLS.join(", "),
+        in_day_t = day_filter("t.open_time", day),
+        changed = changed.join(" OR "),
+        set = set.join(", "),
+    )
+}
+
+/// Reads a day of klines back, in the shape [`crate::klines::KlineRow`] is parsed from.
+pub fn klines_select(table: &str, day: Day) -> String {
+    format!(
+        "SELECT UNIX_MILLIS(open_time) AS open_time, UNIX_MILLIS(close_time) AS close_time, \
+         CAST(open AS STRING) AS open, CAST(high AS STRING) AS high, CAST(low AS STRING) AS low, \
+         CAST(close AS STRING) AS close, CAST(volume AS STRING) AS volume, \
+         CAST(quote_volume AS STRING) AS quote_volume, trade_count, \
+         CAST(taker_buy_base_volume AS STRING) AS taker_buy_base_volume, \
+         CAST(taker_buy_quote_volume AS STRING) AS taker_buy_quote_volume \
+         FROM {table} WHERE {} ORDER BY open_time",
+        day_filter("open_time", day)
+    )
+}
+
+/// Rows per day between two days (both included), for resuming a backfill.
+pub fn klines_day_counts(table: &str, first: Day, last: Day) -> String {
+    format!(
+        "SELECT CAST(DATE(open_time) AS STRING) AS day, COUNT(*) AS n FROM {table} \
+         WHERE open_time >= TIMESTAMP_MILLIS({}) AND open_time < TIMESTAMP_MILLIS({}) GROUP BY day",
+        first.start_ms(),
+        last.end_ms()
+    )
+}
+
+const SYMBOL_ATTRS: [&str; 17] = [
+    "symbol",
+    "status",
+    "base_asset",
+    "quote_asset",
+    "base_asset_precision",
+    "quote_asset_precision",
+    "tick_size",
+    "min_price",
+    "max_price",
+    "step_size",
+    "min_qty",
+    "max_qty",
+    "min_notional",
+    "max_notional",
+    "order_types",
+    "permission_sets",
+    "row_hash",
+];
+
+/// Typed expressions for a row's attributes (or typed NULLs/empties for a close-only entry), in
+/// [`SYMBOL_ATTRS`] order.
+fn attr_values(r: Option<&SymbolRow>) -> Vec<String> {
+    let Some(r) = r else {
+        return SYMBOL_ATTRS
+            .iter()
+            .map(|c| match *c {
+                "base_asset_precision" | "quote_asset_precision" => "CAST(NULL AS INT64)".into(),
+                "tick_size" | "min_price" | "max_price" | "step_size" | "min_qty" | "max_qty"
+                | "min_notional" | "max_notional" => "CAST(NULL AS NUMERIC)".into(),
+                "order_types" => "ARRAY<STRING>[]".into(),
+                _ => "CAST(NULL AS STRING)".into(),
+            })
+            .collect();
+    };
+    let types: Vec<String> = r.order_types.iter().map(|t| string_literal(t)).collect();
+    vec![
+        string_literal(&r.symbol),
+        string_literal(&r.status),
+        string_literal(&r.base_asset),
+        string_literal(&r.quote_asset),
+        format!("CAST({} AS INT64)", r.base_asset_precision),
+        format!("CAST({} AS INT64)", r.quote_asset_precision),
+        num_str(&r.tick_size),
+        num_str(&r.min_price),
+        num_str(&r.max_price),
+        num_str(&r.step_size),
+        num_str(&r.min_qty),
+        num_str(&r.max_qty),
+        num_str(&r.min_notional),
+        r.max_notional
+            .as_deref()
+            .map_or("CAST(NULL AS NUMERIC)".into(), num_str),
+        format!("ARRAY<STRING>[{}]", types.join(", ")),
+        string_literal(&r.permission_sets),
+        string_literal(&r.row_hash),
+    ]
+}
+
+fn named(vals: Vec<String>, names: &[&str]) -> String {
+    let v: Vec<String> = vals
+        .into_iter()
+        .zip(names)
+        .map(|(v, n)| format!("{v} AS {n}"))
+        .collect();
+    format!("STRUCT({})", v.join(", "))
+}
+
+/// Applies an [`ScdPlan`] to `scd.symbols_history` in one MERGE. Close entries carry the symbol
+/// as `merge_key` and the hash the current version must still have; open entries carry a NULL
+/// key, so they never match and are inserted. A version is closed only if it is still current,
+/// still has the expected hash, and began at or before `as_of`; the caller compares the affected
+/// count with [`ScdPlan::expected_affected`]. Returns `None` for an empty plan (write nothing).
+pub fn scd_merge(table: &str, plan: &ScdPlan, as_of_us: i64) -> Option<String> {
+    if plan.is_empty() {
+        return None;
+    }
+    let mut names = vec!["merge_key", "expect_hash"];
+    names.extend(SYMBOL_ATTRS);
+    let mut entries = Vec::new();
+    for (symbol, hash) in &plan.close {
+        let mut v = vec![string_literal(symbol), string_literal(hash)];
+        v.extend(attr_values(None));
+        entries.push(v);
+    }
+    for row in &plan.open {
+        let mut v = vec!["CAST(NULL AS STRING)".into(), "CAST(NULL AS STRING)".into()];
+        v.extend(attr_values(Some(row)));
+        entries.push(v);
+    }
+    let src: Vec<String> = entries.into_iter().map(|v| named(v, &names)).collect();
+    let cols = SYMBOL_ATTRS.join(", ");
+    let s_cols: Vec<String> = SYMBOL_ATTRS.iter().map(|c| format!("s.{c}")).collect();
+    Some(format!(
+        "MERGE {table} t\n\
+         USING (SELECT * FROM UNNEST([\n{src}\n])) s\n\
+         ON t.symbol = s.merge_key AND t.is_current AND t.row_hash = s.expect_hash AND t.valid_from <= TIMESTAMP_MICROS({as_of_us})\n\
+         WHEN MATCHED THEN UPDATE SET valid_to = TIMESTAMP_MICROS({as_of_us}), is_current = FALSE\n\
+         WHEN NOT MATCHED BY TARGET AND s.merge_key IS NULL THEN INSERT ({cols}, valid_from, valid_to, is_current) \
+         VALUES ({s_cols}, TIMESTAMP_MICROS({as_of_us}), CAST(NULL AS TIMESTAMP), TRUE)",
+        src = src.join(",\n"),
+        s_cols = s_cols.join(", "),
+    ))
+}
+
+/// The current versions' hashes of the symbols in `scope`.
+pub fn scd_current(table: &str, scope: &[String]) -> String {
+    let list: Vec<String> = scope.iter().map(|s| string_literal(s)).collect();
+    format!(
+        "SELECT symbol, row_hash FROM {table} WHERE is_current AND symbol IN ({})",
+        list.join(", ")
+    )
+}
+
+/// Makes `dwh.symbols` hold exactly `rows` for the symbols in `scope` (others untouched).
+pub fn symbols_current_merge(
+    table: &str,
+    rows: &[SymbolRow],
+    scope: &[String],
+    as_of_us: i64,
+) -> String {
+    let in_scope: Vec<String> = scope.iter().map(|s| string_literal(s)).collect();
+    let in_scope = in_scope.join(", ");
+    if rows.is_empty() {
+        return format!("DELETE FROM {table} WHERE symbol IN ({in_scope})");
+    }
+    let src: Vec<String> = rows
+        .iter()
+        .map(|r| named(attr_values(Some(r)), &SYMBOL_ATTRS))
+        .collect();
+    let set: Vec<String> = SYMBOL_ATTRS[1..]
+        .iter()
+        .map(|c| format!("{c} = s.{c}"))
+        .collect();
+    let s_cols: Vec<String> = SYMBOL_ATTRS.iter().map(|c| format!("s.{c}")).collect();
+    format!(
+        "MERGE {table} t\n\
+         USING (SELECT * FROM UNNEST([\n{src}\n])) s\n\
+         ON t.symbol = s.symbol\n\
+         WHEN MATCHED THEN UPDATE SET {set}, as_of = TIMESTAMP_MICROS({as_of_us})\n\
+         WHEN NOT MATCHED BY TARGET THEN INSERT ({cols}, as_of) VALUES ({s_cols}, TIMESTAMP_MICROS({as_of_us}))\n\
+         WHEN NOT MATCHED BY SOURCE AND t.symbol IN ({in_scope}) THEN DELETE",
+        src = src.join(",\n"),
+        set = set.join(", "),
+        cols = SYMBOL_ATTRS.join(", "),
+        s_cols = s_cols.join(", "),
+    )
+}
+
+/// Summary of a symbol's trades in `market.trades` on `day` (by trade time).
+pub fn trades_day_summary(view: &str, symbol: &str, day: Day) -> String {
+    format!(
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT trade_id) AS ids, IFNULL(MIN(trade_id), -1) AS lo, \
+         IFNULL(MAX(trade_id), -1) AS hi FROM {view} WHERE symbol = {} AND {}",
+        string_literal(symbol),
+        day_filter("trade_time", day)
+    )
+}
+
+/// Summary of a symbol's trades in `market.trades` with ids in `range` (whatever their time).
+pub fn trades_range_summary(view: &str, symbol: &str, range: IdRange) -> String {
+    format!(
+        "SELECT COUNT(DISTINCT trade_id) AS ids, IFNULL(MIN(trade_id), -1) AS lo, \
+         IFNULL(MAX(trade_id), -1) AS hi FROM {view} WHERE symbol = {} AND trade_id BETWEEN {} AND {}",
+        string_literal(symbol),
+        range.from,
+        range.to
+    )
+}
+
+/// The holes between stored trade ids inside `range` (not the head or tail: see
+/// [`crate::reconcile::missing_ranges`]).
+pub fn trade_id_holes(view: &str, symbol: &str, range: IdRange) -> String {
+    format!(
+        "SELECT from_id, to_id FROM (SELECT trade_id + 1 AS from_id, \
+         LEAD(trade_id) OVER (ORDER BY trade_id) - 1 AS to_id FROM {view} \
+         WHERE symbol = {} AND trade_id BETWEEN {} AND {}) WHERE to_id >= from_id ORDER BY from_id",
+        string_literal(symbol),
+        range.from,
+        range.to
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_literals_cannot_break_out() {
+        assert_eq!(string_literal("a'b\\c\nd"), r"'a\'b\\c\nd'");
+        assert_eq!(string_literal("x\u{1}"), r"'x\u0001'");
+    }
+
+    fn kline(open: i64) -> KlineRow {
+        let n = |s| Numeric::parse("x", s).unwrap();
+        KlineRow {
+            open_time_ms: open,
+            close_time_ms: open + 59_999,
+            open: n("1.50000000"),
+            high: n("2"),
+            low: n("1"),
+            close: n("1.5"),
+            volume: n("0"),
+            quote_volume: n("0"),
+            trade_count: 0,
+            taker_buy_base_volume: n("0"),
+            taker_buy_quote_volume: n("0"),
+        }
+    }
+
+    #[test]
+    fn klines_merge_names_the_first_struct_and_bounds_the_delete_to_the_day() {
+        let day: Day = "2026-01-31".parse().unwrap();
+        let rows = vec![kline(day.start_ms()), kline(day.start_ms() + 60_000)];
+        let sql = klines_merge("`p.dwh.klines_btcusdt`", "BTCUSDT", day, &rows, 7);
+        assert!(
+            sql.contains(&format!("STRUCT({} AS o, ", day.start_ms())),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(&format!("STRUCT({}, ", day.start_ms() + 60_000)),
+            "{sql}"
+        );
+        assert!(sql.contains("CAST('1.5' AS NUMERIC) AS open"), "{sql}");
+        let delete = sql.lines().last().unwrap();
+        assert_eq!(
+            delete,
+            format!(
+                "WHEN NOT MATCHED BY SOURCE AND t.open_time >= TIMESTAMP_MILLIS({}) AND t.open_time < TIMESTAMP_MILLIS({}) THEN DELETE",
+                day.start_ms(),
+                day.end_ms()
+            )
+        );
+        assert!(sql.contains("loaded_at = TIMESTAMP_MICROS(7)"));
+    }
+
+    #[test]
+    fn a_day_of_klines_fits_the_query_length_limit() {
+        let day: Day = "2026-01-31".parse().unwrap();
+        let rows: Vec<KlineRow> = (0..1440)
+            .map(|i| kline(day.start_ms() + i * 60_000))
+            .collect();
+        let sql = klines_merge("`p.dwh.klines_btcusdt`", "BTCUSDT", day, &rows, 7);
+        assert!(sql.len() < 1_000_000, "{} bytes", sql.len());
+    }
+
+    #[test]
+    fn scd_merge_is_none_for_an_empty_plan_and_has_one_entry_per_action() {
+        assert!(scd_merge("`p.scd.h`", &ScdPlan::default(), 1).is_none());
+        let plan = ScdPlan {
+            close: vec![("A".into(), "h-old".into())],
+            open: vec![],
+            unchanged: vec![],
+        };
+        let sql = scd_merge("`p.scd.h`", &plan, 5).unwrap();
+        assert!(
+            sql.contains("STRUCT('A' AS merge_key, 'h-old' AS expect_hash"),
+            "{sql}"
+        );
+        assert!(sql.contains("valid_to = TIMESTAMP_MICROS(5), is_current = FALSE"));
+    }
+}

@@ -1,0 +1,516 @@
+//! The batch against the simulator (a local Binance with deterministic history) and bqemulator:
+//! loads, reruns, the SCD history, checks, reconciliation, backfill and Binance's limits.
+//!
+//! Each test makes its own datasets (`unique_name`) and its own simulator on 127.0.0.1:0. The
+//! simulator's symbols trade slowly here (a few thousand trades a day) so that a whole day of
+//! trades fits the emulator quickly; the REST paths and limits are the same as at full rate.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use batch::agg_trades::FirstTradeProbe;
+use batch::day::Day;
+use batch::klines::Interval;
+use batch::progress::Silent;
+use batch::run::Batch;
+use binance::rest::BanPolicy;
+use binance::{IdRange, RestClient, RestConfig};
+use binance_sim::{Sim, SimConfig, SimHandle, SymbolUpdate};
+use gcp::GcpTarget;
+use gcp::bigquery::sql::Warehouse;
+use gcp::bigquery::tables::Datasets;
+use gcp::bigquery::write::StorageWriter;
+use pipeline_tests::{PROJECT, shared, unique_name};
+use prost::Message as _;
+use trade_proto::Source;
+
+const SYMBOLS: [&str; 4] = ["BTCUSDT", "AAVEUSDT", "STXUSDT", "ARBUSDT"];
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+fn yesterday() -> Day {
+    Day::containing_ms(now_us() / 1000).prev()
+}
+
+fn sim_config() -> SimConfig {
+    let mut c = SimConfig::default();
+    for s in &mut c.symbols {
+        s.trades_per_sec = 0.03; // ~2,600 trades a day
+    }
+    c.history_days = 35;
+    c
+}
+
+fn target() -> GcpTarget {
+    let e = shared();
+    GcpTarget {
+        project: PROJECT.into(),
+        pubsub_endpoint: None,
+        bigquery_endpoint: Some(e.bq_rest.clone()),
+        bigquery_grpc_endpoint: Some(e.bq_grpc.clone()),
+    }
+}
+
+async fn batch_for(sim: &SimHandle, symbols: &[&str], rest: RestConfig) -> Batch {
+    let target = target();
+    let batch = Batch {
+        rest: RestClient::new(RestConfig {
+            base_url: sim.rest_base_url(),
+            ..rest
+        })
+        .unwrap(),
+        probe: FirstTradeProbe::new(&sim.rest_base_url()).unwrap(),
+        warehouse: Warehouse::connect(&target).await.unwrap(),
+        target,
+        datasets: Datasets {
+            market: unique_name("market"),
+            dwh: unique_name("dwh"),
+            scd: unique_name("scd"),
+        },
+        symbols: symbols.iter().map(|s| (*s).to_owned()).collect(),
+        concurrency: 4,
+    };
+    batch.setup().await.unwrap();
+    batch
+}
+
+async fn count(batch: &Batch, sql: &str) -> i64 {
+    batch.warehouse.query(sql).await.unwrap()[0]
+        .get::<i64>("n")
+        .unwrap()
+}
+
+fn dwh(batch: &Batch, table: &str) -> String {
+    format!("`{PROJECT}.{}.{table}`", batch.datasets.dwh)
+}
+
+/// Every column of a klines table as text, ordered: "identical tables" made comparable.
+async fn snapshot(batch: &Batch, symbol: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT TO_JSON_STRING(STRUCT(UNIX_MICROS(open_time) AS o, CAST(open AS STRING) AS op, \
+         CAST(high AS STRING) AS h, CAST(low AS STRING) AS l, CAST(close AS STRING) AS c, \
+         CAST(volume AS STRING) AS v, trade_count AS n, UNIX_MICROS(loaded_at) AS at)) AS j \
+         FROM {} ORDER BY open_time",
+        dwh(batch, &format!("klines_{}", symbol.to_lowercase()))
+    );
+    batch
+        .warehouse
+        .query(&sql)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String>("j").unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_loads_1440_klines_per_symbol_a_rerun_changes_nothing_and_check_names_a_missing_minute()
+ {
+    let sim = Sim::start(sim_config(), "127.0.0.1:0").await.unwrap();
+    let batch = batch_for(&sim, &SYMBOLS, RestConfig::default()).await;
+    let day = yesterday();
+
+    let mut loaded = batch.klines(day, Interval::MINUTE, now_us()).await.unwrap();
+    loaded.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    assert_eq!(loaded.len(), 4);
+    for l in &loaded {
+        assert_eq!(l.rows, 1440, "{l:?}");
+        assert_eq!(l.changed, 1440, "first load inserts every row: {l:?}");
+        let table = dwh(&batch, &format!("klines_{}", l.symbol.to_lowercase()));
+        assert_eq!(
+            count(&batch, &format!("SELECT COUNT(*) AS n FROM {table}")).await,
+            1440
+        );
+    }
+    // The loaded values are Binance's: the sum of trade counts is the tape's trade count.
+    let sym = sim.tape().index_of("STXUSDT").unwrap();
+    let tape_count = sim.tape().count_before(sym, day.end_ms() * 1000)
+        - sim.tape().count_before(sym, day.start_ms() * 1000);
+    let stored = count(
+        &batch,
+        &format!(
+            "SELECT SUM(trade_count) AS n FROM {}",
+            dwh(&batch, "klines_stxusdt")
+        ),
+    )
+    .await;
+    assert_eq!(stored as u64, tape_count);
+
+    let before = snapshot(&batch, "BTCUSDT").await;
+    let again = batch.klines(day, Interval::MINUTE, now_us()).await.unwrap();
+    assert!(
+        again.iter().all(|l| l.changed == 0),
+        "a rerun changes nothing: {again:?}"
+    );
+    assert_eq!(
+        snapshot(&batch, "BTCUSDT").await,
+        before,
+        "identical table after a rerun"
+    );
+
+    let ok = batch
+        .check(day, Interval::MINUTE, true, now_us())
+        .await
+        .unwrap();
+    assert!(ok.problems.is_empty(), "{:?}", ok.problems);
+    assert!(
+        ok.notes.iter().all(|n| n.contains("SKIPPED")),
+        "{:?}",
+        ok.notes
+    );
+
+    // Break the day: remove 12:34 of ARBUSDT.
+    let minute = day.start_ms() + (12 * 60 + 34) * 60_000;
+    batch
+        .warehouse
+        .execute(&format!(
+            "DELETE FROM {} WHERE open_time = TIMESTAMP_MILLIS({minute})",
+            dwh(&batch, "klines_arbusdt")
+        ))
+        .await
+        .unwrap();
+    let broken = batch
+        .check(day, Interval::MINUTE, true, now_us())
+        .await
+        .unwrap();
+    let text: Vec<String> = broken.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        vec![format!(
+            "ARBUSDT {day}: 1439 klines of 1m, expected 1440; missing 1 open time(s): 12:34"
+        )]
+    );
+    // A rerun of the load repairs exactly that minute.
+    let repaired = batch.klines(day, Interval::MINUTE, now_us()).await.unwrap();
+    let arb = repaired.iter().find(|l| l.symbol == "ARBUSDT").unwrap();
+    assert_eq!(arb.changed, 1);
+    sim.shutdown().await;
+}
+
+#[derive(Debug, PartialEq)]
+struct Version {
+    symbol: String,
+    tick: String,
+    status: String,
+    from: i64,
+    to: Option<i64>,
+    current: bool,
+}
+
+async fn history(batch: &Batch) -> Vec<Version> {
+    let sql = format!(
+        "SELECT symbol, CAST(tick_size AS STRING) AS tick, status, UNIX_MICROS(valid_from) AS vf, \
+         IFNULL(UNIX_MICROS(valid_to), -1) AS vt, is_current FROM `{PROJECT}.{}.symbols_history` \
+         ORDER BY symbol, valid_from",
+        batch.datasets.scd
+    );
+    batch
+        .warehouse
+        .query(&sql)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| Version {
+            symbol: r.get::<String>("symbol").unwrap(),
+            tick: r.get::<String>("tick").unwrap(),
+            status: r.get::<String>("status").unwrap(),
+            from: r.get::<i64>("vf").unwrap(),
+            to: Some(r.get::<i64>("vt").unwrap()).filter(|v| *v >= 0),
+            current: r.get::<bool>("is_current").unwrap(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symbol_changes_close_one_version_and_open_one_and_no_change_writes_nothing() {
+    let sim = Sim::start(sim_config(), "127.0.0.1:0").await.unwrap();
+    let batch = batch_for(&sim, &SYMBOLS, RestConfig::default()).await;
+    let (t1, t2, t3) = (
+        1_000_000_000_000_000,
+        1_000_000_060_000_000,
+        1_000_000_120_000_000,
+    );
+
+    let first = batch.symbols(t1).await.unwrap();
+    assert_eq!(first.opened.len(), 4);
+    let h1 = history(&batch).await;
+    assert_eq!(h1.len(), 4);
+    assert!(
+        h1.iter()
+            .all(|v| v.current && v.to.is_none() && v.from == t1)
+    );
+
+    let second = batch.symbols(t2).await.unwrap();
+    assert!(
+        second.opened.is_empty() && second.closed.is_empty(),
+        "{second:?}"
+    );
+    assert_eq!(history(&batch).await, h1, "no change writes nothing");
+
+    sim.update_symbol(
+        "ARBUSDT",
+        SymbolUpdate {
+            tick_size: Some("0.00001000".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    sim.update_symbol(
+        "STXUSDT",
+        SymbolUpdate {
+            status: Some("BREAK".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let third = batch.symbols(t3).await.unwrap();
+    assert_eq!(
+        third.closed,
+        vec!["ARBUSDT".to_owned(), "STXUSDT".to_owned()]
+    );
+    assert_eq!(
+        third.opened,
+        vec!["ARBUSDT".to_owned(), "STXUSDT".to_owned()]
+    );
+    let h3 = history(&batch).await;
+    assert_eq!(h3.len(), 6);
+    let arb: Vec<&Version> = h3.iter().filter(|v| v.symbol == "ARBUSDT").collect();
+    assert_eq!(arb.len(), 2);
+    assert_eq!((arb[0].to, arb[0].current), (Some(t3), false));
+    assert_eq!((arb[1].from, arb[1].to, arb[1].current), (t3, None, true));
+    assert_eq!(arb[1].tick, "0.00001");
+    assert_ne!(arb[0].tick, arb[1].tick);
+    let stx: Vec<&Version> = h3.iter().filter(|v| v.symbol == "STXUSDT").collect();
+    assert_eq!(
+        (stx[0].status.as_str(), stx[1].status.as_str()),
+        ("TRADING", "BREAK")
+    );
+    // The untouched symbols keep their single version.
+    assert_eq!(h3.iter().filter(|v| v.symbol == "BTCUSDT").count(), 1);
+    // dwh.symbols is the current state.
+    let current = batch
+        .warehouse
+        .query(&format!(
+            "SELECT status FROM {} WHERE symbol = 'STXUSDT'",
+            dwh(&batch, "symbols")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(current[0].get::<String>("status").unwrap(), "BREAK");
+
+    let fourth = batch.symbols(t3 + 60_000_000).await.unwrap();
+    assert!(fourth.opened.is_empty() && fourth.closed.is_empty());
+    assert_eq!(history(&batch).await, h3);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_fills_trade_ids_removed_from_market_trades_and_check_then_passes() {
+    let sim = Sim::start(sim_config(), "127.0.0.1:0").await.unwrap();
+    let batch = batch_for(&sim, &["STXUSDT"], RestConfig::default()).await;
+    let day = yesterday();
+    batch.klines(day, Interval::MINUTE, now_us()).await.unwrap();
+
+    // The real-time path did not run: check says so.
+    let empty = batch
+        .check(day, Interval::MINUTE, false, now_us())
+        .await
+        .unwrap();
+    assert_eq!(empty.problems.len(), 1);
+    assert!(
+        empty.problems[0].what.contains("did not run"),
+        "{:?}",
+        empty.problems
+    );
+
+    // Simulate the consumer: the day's trades, minus a few, appended to trades_raw.
+    let sym = sim.tape().index_of("STXUSDT").unwrap();
+    let first = sim.tape().id_before(sym, day.start_ms() * 1000) as i64;
+    let last = sim.tape().id_before(sym, day.end_ms() * 1000) as i64 - 1;
+    let all = batch
+        .rest
+        .fetch_trade_range("STXUSDT", IdRange::new(first, last), Source::Stream)
+        .await
+        .unwrap();
+    assert_eq!(all.len() as i64, last - first + 1);
+    let removed: Vec<i64> = vec![
+        first,
+        first + 1,
+        first + 100,
+        first + 101,
+        first + 102,
+        last,
+    ];
+    let kept: Vec<Vec<u8>> = all
+        .iter()
+        .filter(|t| !removed.contains(&t.trade_id))
+        .map(|t| t.encode_to_vec())
+        .collect();
+    let writer = StorageWriter::connect(&batch.target).await.unwrap();
+    let table = gcp::bigquery::table_path(PROJECT, &batch.datasets.market, "trades_raw");
+    let descriptor = trade_proto::message_descriptor("Trade").unwrap();
+    writer.append(&table, &descriptor, kept).await.unwrap();
+
+    let short = batch
+        .check(day, Interval::MINUTE, false, now_us())
+        .await
+        .unwrap();
+    assert_eq!(short.problems.len(), 1, "{:?}", short.problems);
+    let msg = short.problems[0].to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "STXUSDT {day}: market.trades holds {}",
+            all.len() - 6
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("(ids {first}..={last})")), "{msg}");
+
+    let done = batch.reconcile(day, now_us()).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].missing, done[0].filled), (6, 6), "{done:?}");
+    assert!(done[0].unfilled.is_empty());
+    let batch_rows = batch
+        .warehouse
+        .query(&format!(
+            "SELECT trade_id FROM `{PROJECT}.{}.trades_raw` WHERE source = 'batch' ORDER BY trade_id",
+            batch.datasets.market
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<i64>("trade_id").unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(batch_rows, removed);
+
+    let ok = batch
+        .check(day, Interval::MINUTE, false, now_us())
+        .await
+        .unwrap();
+    assert!(ok.problems.is_empty(), "{:?}", ok.problems);
+    let again = batch.reconcile(day, now_us()).await.unwrap();
+    assert_eq!(
+        (again[0].missing, again[0].filled),
+        (0, 0),
+        "a rerun fetches nothing"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_block_fails_with_a_clear_message_and_5xx_are_retried() {
+    let sim = Sim::start(sim_config(), "127.0.0.1:0").await.unwrap();
+    let batch = batch_for(&sim, &["BTCUSDT"], RestConfig::default()).await;
+    let day = yesterday();
+    sim.http_5xx_burst(2);
+    let ok = batch.klines(day, Interval::MINUTE, now_us()).await.unwrap();
+    assert_eq!(ok[0].rows, 1440, "two 503s were retried");
+    sim.set_geo_block(true);
+    let err = batch
+        .klines(day, Interval::MINUTE, now_us())
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("HTTP 451") && text.contains("restricted location"),
+        "{text}"
+    );
+    assert!(text.contains("outside the US"), "{text}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_waited_out_and_a_418_ban_fails_the_run() {
+    // A server whose limit our budget does not know: 10 weight per 2 s window.
+    let mut config = sim_config();
+    config.weight_limit = 10;
+    config.weight_window = Duration::from_secs(2);
+    let sim = Sim::start(config, "127.0.0.1:0").await.unwrap();
+    let batch = batch_for(&sim, &SYMBOLS, RestConfig::default()).await;
+    let day = yesterday();
+    let started = Instant::now();
+    let loaded = batch.klines(day, Interval::MINUTE, now_us()).await.unwrap();
+    assert!(loaded.iter().all(|l| l.rows == 1440), "{loaded:?}");
+    // 16 weight at 10 per 2 s: at least one Retry-After was honoured.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    sim.shutdown().await;
+
+    let mut config = sim_config();
+    config.weight_limit = 2;
+    config.ban_after_429s = 0;
+    let sim = Sim::start(config, "127.0.0.1:0").await.unwrap();
+    let batch = batch_for(
+        &sim,
+        &["BTCUSDT"],
+        RestConfig {
+            ban_policy: BanPolicy::Surface,
+            ..RestConfig::default()
+        },
+    )
+    .await;
+    let err = batch
+        .klines(day, Interval::MINUTE, now_us())
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("418") && text.contains("banned"), "{text}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_of_30_days_by_4_symbols_resumes_and_never_earns_a_429() {
+    let sim = Sim::start(sim_config(), "127.0.0.1:0").await.unwrap();
+    // No retries: a single 429 (or 5xx) would fail the backfill.
+    let batch = batch_for(
+        &sim,
+        &SYMBOLS,
+        RestConfig {
+            max_retries: 0,
+            ..RestConfig::default()
+        },
+    )
+    .await;
+    let last = yesterday();
+    let first = Day::containing_ms(last.start_ms() - 29 * 86_400_000);
+    // Two days already there: resumable means they are skipped.
+    batch
+        .klines(last, Interval::MINUTE, now_us())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let done = batch
+        .backfill(first, last, Interval::MINUTE, false, now_us(), &Silent)
+        .await
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "backfill 30 days x 4 symbols: {} loaded, {} skipped in {secs:.1} s",
+        done.loaded, done.skipped
+    );
+    assert_eq!((done.loaded, done.skipped), (116, 4));
+    for s in SYMBOLS {
+        let n = count(
+            &batch,
+            &format!(
+                "SELECT COUNT(*) AS n FROM {}",
+                dwh(&batch, &format!("klines_{}", s.to_lowercase()))
+            ),
+        )
+        .await;
+        assert_eq!(n, 30 * 1440, "{s}");
+    }
+    let again = batch
+        .backfill(first, last, Interval::MINUTE, false, now_us(), &Silent)
+        .await
+        .unwrap();
+    assert_eq!((again.loaded, again.skipped), (0, 120));
+    sim.shutdown().await;
+}

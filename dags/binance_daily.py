@@ -1,0 +1,165 @@
+"""binance_daily: the daily batch of the Binance pipeline, one UTC day per run.
+
+For each symbol (dynamic task mapping over ``SYMBOLS``), in the original assessment's order,
+plus reconciliation:
+
+1. ``scd``        ``batch symbols``: exchangeInfo into ``dwh.symbols`` and the type-2 history in
+                  ``scd.symbols_history`` (a change closes one version and opens one; no change
+                  writes nothing). One symbol at a time: they MERGE into the same table.
+2. ``klines``     ``batch klines --date D``: the day's 1-minute klines into
+                  ``dwh.klines_<symbol>``, replacing that day (a rerun changes nothing).
+3. ``reconcile``  ``batch reconcile --date D``: trade ids missing from ``market.trades`` fetched
+                  over REST and appended with ``source = batch``.
+4. ``check``      ``batch check --date D``: 1440 contiguous, sane klines and exactly the day's
+                  trade ids in ``market.trades``; fails the run, naming symbol, date and problem.
+
+Runs after each UTC midnight for the day that ended (``data_interval_start``); ``catchup`` lets a
+range be backfilled by clearing or creating runs; every step is idempotent, so a retry or a rerun
+of any day is safe.
+
+Where the steps run: in Cloud Composer, as the ``batch`` Cloud Run job
+(``CloudRunExecuteJobOperator`` with per-task argument overrides). Locally and in tests, the very
+same DAG runs the ``batch`` binary directly when ``BATCH_LOCAL_BINARY`` names it (the binary then
+reads ``GCP_PROJECT``, ``BIGQUERY_ENDPOINT``, ``BINANCE_REST_URL``... from the environment).
+
+Environment (set by Composer, see terraform/composer.tf): ``BATCH_JOB_NAME``, ``BATCH_JOB_REGION``,
+``BQ_MARKET_DATASET``, ``BQ_DWH_DATASET``, ``BQ_SCD_DATASET``, ``SYMBOLS``; ``GCP_PROJECT`` is set
+by Composer itself. Valid on Airflow 2 (Composer 3's default) and Airflow 3.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from datetime import datetime, timedelta, timezone
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, task_group
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.decorators import task_group
+
+try:  # Airflow 3 (and Airflow 2 with the standard provider)
+    from airflow.providers.standard.operators.bash import BashOperator
+except ImportError:  # Airflow 2
+    from airflow.operators.bash import BashOperator
+
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+DAG_ID = "binance_daily"
+DEFAULT_SYMBOLS = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT"
+
+SYMBOLS = [s.strip().upper() for s in os.environ.get("SYMBOLS", DEFAULT_SYMBOLS).split(",") if s.strip()]
+# Local switch: the path of a `batch` binary; unset (as in Composer) = run the Cloud Run job.
+LOCAL_BINARY = os.environ.get("BATCH_LOCAL_BINARY", "")
+GCP_PROJECT = os.environ.get("GCP_PROJECT", "")
+BATCH_JOB_NAME = os.environ.get("BATCH_JOB_NAME", "binance-batch")
+BATCH_JOB_REGION = os.environ.get("BATCH_JOB_REGION", "asia-northeast1")
+DATASETS = {
+    "BQ_MARKET_DATASET": os.environ.get("BQ_MARKET_DATASET", "market"),
+    "BQ_DWH_DATASET": os.environ.get("BQ_DWH_DATASET", "dwh"),
+    "BQ_SCD_DATASET": os.environ.get("BQ_SCD_DATASET", "scd"),
+}
+
+# The UTC day that ended: the data interval is [D 00:00, D+1 00:00) on both Airflow 2 and 3
+# (an explicit CronDataIntervalTimetable: Airflow 3's default cron timetable has no interval).
+DAY = "{{ data_interval_start | ds }}"
+
+# Per step: the batch arguments and how long one attempt may take. Timeouts are generous for a
+# day of four symbols (klines: two REST pages per symbol; reconcile: up to ~3M ids for BTCUSDT
+# at 1000 per request and Binance's weight budget).
+STEPS = {
+    "scd": (["symbols"], timedelta(minutes=10)),
+    "klines": (["klines", "--date", DAY], timedelta(minutes=20)),
+    "reconcile": (["reconcile", "--date", DAY], timedelta(hours=2)),
+    "check": (["check", "--date", DAY], timedelta(minutes=20)),
+}
+
+
+def batch_args(step: str, symbol: str) -> list[str]:
+    """The batch command line of one step for one symbol (datasets travel as flags)."""
+    args, _ = STEPS[step]
+    return [
+        *args,
+        "--symbols",
+        symbol,
+        "--market-dataset",
+        DATASETS["BQ_MARKET_DATASET"],
+        "--dwh-dataset",
+        DATASETS["BQ_DWH_DATASET"],
+        "--scd-dataset",
+        DATASETS["BQ_SCD_DATASET"],
+    ]
+
+
+def step_argument(step: str, symbol: str):
+    """What the mapped operator receives: a shell command locally, Cloud Run overrides in GCP."""
+    args = batch_args(step, symbol)
+    if LOCAL_BINARY:
+        return " ".join(shlex.quote(a) if "{{" not in a else a for a in [LOCAL_BINARY, *args])
+    return {
+        "container_overrides": [{"args": args}],
+        "task_count": 1,
+        "timeout": f"{int(STEPS[step][1].total_seconds())}s",
+    }
+
+
+def make_step(step: str, argument, **extra):
+    """One step's operator (inside the mapped per-symbol group)."""
+    timeout = STEPS[step][1]
+    if LOCAL_BINARY:
+        return BashOperator(
+            task_id=step,
+            bash_command=argument,
+            append_env=True,
+            execution_timeout=timeout,
+            **extra,
+        )
+    from airflow.providers.google.cloud.operators.cloud_run import CloudRunExecuteJobOperator
+
+    return CloudRunExecuteJobOperator(
+        task_id=step,
+        project_id=GCP_PROJECT,
+        region=BATCH_JOB_REGION,
+        job_name=BATCH_JOB_NAME,
+        overrides=argument,
+        # The operator waits for the execution; a little more than the job's own timeout.
+        execution_timeout=timeout + timedelta(minutes=5),
+        **extra,
+    )
+
+
+default_args = {
+    "owner": "data-platform",
+    "depends_on_past": False,
+    "retries": 3,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=30),
+}
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Daily Binance batch: symbol SCD, 1m klines, trade reconciliation, checks",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=True,
+    max_active_runs=2,
+    dagrun_timeout=timedelta(hours=4),
+    default_args=default_args,
+    tags=["binance", "batch", "bigquery", "scd"],
+) as dag:
+
+    @task_group(group_id="symbol")
+    def per_symbol(scd, klines, reconcile, check):
+        """scd -> klines -> reconcile -> check for one symbol."""
+        # One symbol at a time: every symbol MERGEs into scd.symbols_history.
+        s = make_step("scd", scd, max_active_tis_per_dagrun=1)
+        k = make_step("klines", klines)
+        r = make_step("reconcile", reconcile)
+        # A failed check is a data problem, not a transient one: one retry only.
+        c = make_step("check", check, retries=1)
+        s >> k >> r >> c
+
+    per_symbol.expand_kwargs([{step: step_argument(step, symbol) for step in STEPS} for symbol in SYMBOLS])
