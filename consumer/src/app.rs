@@ -1,0 +1,171 @@
+//! Wiring: builds the real clients from a [`Config`], runs the trade and gap pipelines and the
+//! metrics endpoint, and stops them in one place. This is the binary's edge, so it reports
+//! errors with `anyhow` and context.
+//!
+//! Shutdown: when `shutdown` is cancelled (SIGTERM/Ctrl-C in `main`), both pipelines stop
+//! pulling, write what they hold within `--shutdown-deadline`, ack what landed, nack the rest,
+//! and `run` returns `Ok`. A fatal BigQuery refusal in one pipeline stops the other and makes
+//! `run` return the error (exit code 1).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::dead_letter::PubsubDeadLetter;
+use crate::metrics::{self, Metrics};
+use crate::pipeline::{Backoff, Gaps, Pipeline, PipelineError, Settings, Trades};
+use crate::sink::BigQuerySink;
+use crate::source::{PubsubSource, PullSettings};
+
+/// Extra time past the shutdown deadline before `run` gives up waiting for its tasks.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
+
+/// Pipeline settings for one subscription.
+pub fn pipeline_settings(config: &Config, subscription: &str) -> Settings {
+    Settings {
+        subscription: subscription.to_owned(),
+        limits: config.limits(),
+        dedup_window: config.dedup_window,
+        append_timeout: config.append_timeout,
+        shutdown_deadline: config.shutdown_deadline,
+        backoff: Backoff::default(),
+    }
+}
+
+/// Streaming-pull settings for one subscription (short name).
+pub fn pull_settings(config: &Config, subscription: &str) -> PullSettings {
+    PullSettings {
+        subscription: gcp::pubsub::subscription_path(&config.project, subscription),
+        max_outstanding_messages: config.max_outstanding_messages,
+        max_outstanding_bytes: config.max_outstanding_bytes,
+        lease_extension: config.lease_extension,
+        max_lease: config.max_lease,
+    }
+}
+
+/// Creates the topics, subscriptions, datasets, tables and view the consumer needs, if missing
+/// (local runs; Terraform owns them in the cloud). Idempotent.
+pub async fn create_missing(config: &Config) -> anyhow::Result<()> {
+    let target = config.target();
+    let admin = gcp::pubsub::Admin::connect(&target).await?;
+    for topic in [
+        &config.trade_topic,
+        &config.gap_topic,
+        &config.dead_letter_topic,
+    ] {
+        admin.ensure_topic(topic).await?;
+    }
+    let spec = gcp::pubsub::SubscriptionSpec::default();
+    admin
+        .ensure_subscription(&config.trade_subscription, &config.trade_topic, &spec)
+        .await?;
+    admin
+        .ensure_subscription(&config.gap_subscription, &config.gap_topic, &spec)
+        .await?;
+    let warehouse = gcp::bigquery::sql::Warehouse::connect(&target).await?;
+    let datasets = gcp::bigquery::tables::Datasets {
+        market: config.market_dataset.clone(),
+        ..Default::default()
+    };
+    for statement in gcp::bigquery::tables::setup_statements(&config.project, &datasets, &[])? {
+        warehouse.execute(&statement).await?;
+    }
+    tracing::info!(project = %config.project, dataset = %config.market_dataset, "created missing resources");
+    Ok(())
+}
+
+/// Runs the consumer until `shutdown` is cancelled (Ok) or a pipeline fails fatally (Err).
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    run_with_metrics(config, shutdown, metrics).await
+}
+
+/// [`run`] with a caller-provided metrics registry (tests read it).
+pub async fn run_with_metrics(
+    config: Config,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let target = config.target();
+    if config.create_missing {
+        create_missing(&config).await.context("--create-missing")?;
+    }
+    let listener = metrics::bind(config.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on --metrics-addr {}", config.metrics_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(metrics::serve(
+        listener,
+        metrics.clone(),
+        server_stop.clone(),
+    ));
+
+    let sink = Arc::new(
+        BigQuerySink::connect(&target, &config.market_dataset)
+            .await
+            .context("BigQuery Storage Write")?,
+    );
+    let dead_letter = Arc::new(
+        PubsubDeadLetter::connect(&target, &config.dead_letter_topic)
+            .await
+            .context("dead-letter publisher")?,
+    );
+    let subscriber = gcp::pubsub::subscriber(&target)
+        .await
+        .context("Pub/Sub subscriber")?;
+
+    // Either pipeline failing stops both; the signal stops both.
+    let stop = shutdown.child_token();
+    let trades = Pipeline::<Trades, _, _, _>::new(
+        pipeline_settings(&config, &config.trade_subscription),
+        PubsubSource::new(
+            subscriber.clone(),
+            pull_settings(&config, &config.trade_subscription),
+        ),
+        sink.clone(),
+        dead_letter.clone(),
+        metrics.clone(),
+    );
+    let gaps = Pipeline::<Gaps, _, _, _>::new(
+        pipeline_settings(&config, &config.gap_subscription),
+        PubsubSource::new(subscriber, pull_settings(&config, &config.gap_subscription)),
+        sink,
+        dead_letter,
+        metrics.clone(),
+    );
+    tracing::info!(trades = %config.trade_subscription, gaps = %config.gap_subscription, dataset = %config.market_dataset, "consuming");
+    let spawn = |fut: std::pin::Pin<Box<dyn Future<Output = Result<(), PipelineError>> + Send>>| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let result = fut.await;
+            if result.is_err() {
+                stop.cancel();
+            }
+            result
+        })
+    };
+    let trades = spawn(Box::pin(trades.run(stop.clone())));
+    let gaps = spawn(Box::pin(gaps.run(stop.clone())));
+
+    let joined = async { (trades.await, gaps.await) };
+    tokio::pin!(joined);
+    let overdue = async {
+        stop.cancelled().await;
+        tokio::time::sleep(config.shutdown_deadline + SHUTDOWN_MARGIN).await;
+    };
+    let results = tokio::select! {
+        r = &mut joined => r,
+        _ = overdue => bail!("the pipelines did not stop within --shutdown-deadline {:?}", config.shutdown_deadline),
+    };
+    server_stop.cancel();
+    let _ = server.await;
+    for result in [results.0, results.1] {
+        result.context("pipeline task panicked")??;
+    }
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! The consumer's configuration: one clap struct, every flag with an environment fallback (names
+//! shared by every component, see the contract), defaults defined here once, and
+//! [`Config::validate`] run at start-up so a wrong setting fails with its name and the reason.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::batcher::{APPEND_ROWS_MAX_BYTES, Limits, REQUEST_OVERHEAD_BYTES};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (Cloud Logging parses it).
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+/// Pulls Binance trades (and gap records) from Pub/Sub and writes them to BigQuery.
+///
+/// Every message is acknowledged only after BigQuery acknowledged its row. Rows are appended
+/// at-least-once to `<dataset>.trades_raw`; users query the `<dataset>.trades` view, which keeps
+/// exactly one row per (symbol, trade_id). Undecodable or invalid messages go to the dead-letter
+/// topic with a `reason` attribute. SIGTERM stops pulling, flushes the open batch, acks what
+/// landed and exits 0 within --shutdown-deadline.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "consumer", version, about, long_about)]
+pub struct Config {
+    /// Google Cloud project that owns the subscriptions, topics and datasets.
+    #[arg(long, env = "GCP_PROJECT")]
+    pub project: String,
+
+    /// Pub/Sub emulator endpoint, e.g. http://127.0.0.1:8085. Unset: Google Cloud with
+    /// Application Default Credentials.
+    #[arg(long, env = "PUBSUB_ENDPOINT")]
+    pub pubsub_endpoint: Option<String>,
+
+    /// BigQuery emulator REST endpoint, e.g. http://127.0.0.1:9050 (set together with
+    /// --bigquery-grpc-endpoint). Unset: Google Cloud.
+    #[arg(long, env = "BIGQUERY_ENDPOINT")]
+    pub bigquery_endpoint: Option<String>,
+
+    /// BigQuery emulator Storage API endpoint as host:port, e.g. 127.0.0.1:9060.
+    #[arg(long, env = "BIGQUERY_GRPC_ENDPOINT")]
+    pub bigquery_grpc_endpoint: Option<String>,
+
+    /// Subscription carrying encoded `Trade` messages.
+    #[arg(long, env = "TRADE_SUBSCRIPTION", default_value = "binance-trades-bq")]
+    pub trade_subscription: String,
+
+    /// Subscription carrying encoded `Gap` records (landed in `<dataset>.gaps`).
+    #[arg(long, env = "GAP_SUBSCRIPTION", default_value = "binance-gaps-bq")]
+    pub gap_subscription: String,
+
+    /// Topic that receives poison messages, with `reason` and `reason_detail` attributes.
+    #[arg(
+        long,
+        env = "DEAD_LETTER_TOPIC",
+        default_value = "binance-trades-dead-letter"
+    )]
+    pub dead_letter_topic: String,
+
+    /// Trade topic (only used by --create-missing, to attach the subscription).
+    #[arg(long, env = "TRADE_TOPIC", default_value = "binance-trades")]
+    pub trade_topic: String,
+
+    /// Gap topic (only used by --create-missing, to attach the subscription).
+    #[arg(long, env = "GAP_TOPIC", default_value = "binance-gaps")]
+    pub gap_topic: String,
+
+    /// BigQuery dataset holding `trades_raw`, the `trades` view and `gaps`.
+    #[arg(long, env = "BQ_MARKET_DATASET", default_value = "market")]
+    pub market_dataset: String,
+
+    /// Address of the /healthz and Prometheus /metrics endpoint.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9101")]
+    pub metrics_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+
+    /// Close a batch when it holds this many rows.
+    #[arg(long, env = "BATCH_MAX_ROWS", default_value_t = 1000)]
+    pub batch_max_rows: usize,
+
+    /// Close a batch when its rows reach this many bytes (at most 10 MB minus 64 KiB: the
+    /// AppendRows request limit, less room for the schema and stream name).
+    #[arg(long, env = "BATCH_MAX_BYTES", default_value_t = 5_000_000)]
+    pub batch_max_bytes: usize,
+
+    /// Close a batch at the latest this long after its first row (e.g. 500ms, 1s, 2m). Bounds
+    /// the exchange-to-BigQuery latency at quiet times.
+    #[arg(long, env = "BATCH_MAX_AGE", default_value = "1s", value_parser = parse_duration)]
+    pub batch_max_age: Duration,
+
+    /// Flow control: Pub/Sub stops sending when this many messages are unacked, per stream.
+    #[arg(long, env = "MAX_OUTSTANDING_MESSAGES", default_value_t = 5000)]
+    pub max_outstanding_messages: i64,
+
+    /// Flow control: Pub/Sub stops sending when this many bytes are unacked, per stream.
+    #[arg(long, env = "MAX_OUTSTANDING_BYTES", default_value_t = 50 * 1024 * 1024)]
+    pub max_outstanding_bytes: i64,
+
+    /// Each lease extension asks Pub/Sub for this much more time (10s..600s). A crashed consumer's
+    /// messages are redelivered after at most this long.
+    #[arg(long, env = "LEASE_EXTENSION", default_value = "60s", value_parser = parse_duration)]
+    pub lease_extension: Duration,
+
+    /// Stop extending a message's lease after this long (BigQuery down longer than this: the
+    /// message is redelivered, which the deduplicating view absorbs).
+    #[arg(long, env = "MAX_LEASE", default_value = "1h", value_parser = parse_duration)]
+    pub max_lease: Duration,
+
+    /// Give up on one AppendRows call after this long and retry it.
+    #[arg(long, env = "APPEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub append_timeout: Duration,
+
+    /// Remember this many recently landed (symbol, trade_id) keys to skip duplicate rows
+    /// (redeliveries, producer overlaps). 0 disables it; the view deduplicates anyway.
+    #[arg(long, env = "DEDUP_WINDOW", default_value_t = 200_000)]
+    pub dedup_window: usize,
+
+    /// On SIGTERM, flush and ack within this long, then exit (keep it below the platform's
+    /// grace period: Cloud Run and `docker stop` give 10 s).
+    #[arg(long, env = "SHUTDOWN_DEADLINE", default_value = "8s", value_parser = parse_duration)]
+    pub shutdown_deadline: Duration,
+
+    /// Create missing topics, subscriptions, datasets, tables and the view first (local runs;
+    /// in the cloud Terraform owns them).
+    #[arg(long, env = "CREATE_MISSING")]
+    pub create_missing: bool,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {setting}: {reason}")]
+pub struct ConfigError {
+    /// The flag name.
+    pub setting: &'static str,
+    /// Why it is wrong.
+    pub reason: String,
+}
+
+fn bad(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Checks what clap cannot: ranges and settings that only make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.batch_max_rows == 0 {
+            return Err(bad("--batch-max-rows", "must be at least 1"));
+        }
+        let max_bytes = APPEND_ROWS_MAX_BYTES - REQUEST_OVERHEAD_BYTES;
+        if self.batch_max_bytes == 0 || self.batch_max_bytes > max_bytes {
+            return Err(bad(
+                "--batch-max-bytes",
+                format!(
+                    "{} is outside 1..={max_bytes} (AppendRows takes at most 10 MB per request)",
+                    self.batch_max_bytes
+                ),
+            ));
+        }
+        if self.batch_max_age.is_zero() {
+            return Err(bad("--batch-max-age", "must be more than 0"));
+        }
+        if self.max_outstanding_messages > 0
+            && (self.max_outstanding_messages as usize) < self.batch_max_rows
+        {
+            return Err(bad(
+                "--max-outstanding-messages",
+                format!(
+                    "{} is below --batch-max-rows {}: a batch could never fill",
+                    self.max_outstanding_messages, self.batch_max_rows
+                ),
+            ));
+        }
+        let ext = self.lease_extension.as_secs();
+        if !(10..=600).contains(&ext) {
+            return Err(bad(
+                "--lease-extension",
+                format!("{ext}s is outside Pub/Sub's 10s..600s ack deadline range"),
+            ));
+        }
+        if self.bigquery_endpoint.is_some() != self.bigquery_grpc_endpoint.is_some() {
+            return Err(bad(
+                "--bigquery-endpoint/--bigquery-grpc-endpoint",
+                "set both (emulator) or neither (Google Cloud)",
+            ));
+        }
+        if self.shutdown_deadline.is_zero() {
+            return Err(bad("--shutdown-deadline", "must be more than 0"));
+        }
+        Ok(())
+    }
+
+    /// The project and endpoints for the `gcp` clients.
+    pub fn target(&self) -> gcp::GcpTarget {
+        gcp::GcpTarget {
+            project: self.project.clone(),
+            pubsub_endpoint: self.pubsub_endpoint.clone(),
+            bigquery_endpoint: self.bigquery_endpoint.clone(),
+            bigquery_grpc_endpoint: self.bigquery_grpc_endpoint.clone(),
+        }
+    }
+
+    /// The batch limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_rows: self.batch_max_rows,
+            max_bytes: self.batch_max_bytes,
+            max_age: self.batch_max_age,
+        }
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` (an integer and a unit).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let s = raw.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {raw:?} has no unit (use ms, s, m or h)"))?;
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("duration {raw:?} does not start with a whole number"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "duration {raw:?} has unit {unit:?}; use ms, s, m or h"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::millis("250ms", Duration::from_millis(250))]
+    #[case::seconds("5s", Duration::from_secs(5))]
+    #[case::minutes("2m", Duration::from_secs(120))]
+    #[case::hours("1h", Duration::from_secs(3600))]
+    fn durations_parse(#[case] raw: &str, #[case] want: Duration) {
+        assert_eq!(parse_duration(raw), Ok(want));
+    }
+
+    #[rstest]
+    #[case::no_unit("5", "no unit")]
+    #[case::bad_unit("5d", "\"d\"")]
+    #[case::no_number("s", "whole number")]
+    fn bad_durations_say_why(#[case] raw: &str, #[case] needle: &str) {
+        let err = parse_duration(raw).unwrap_err();
+        assert!(err.contains(needle) && err.contains(raw), "{err}");
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["consumer", "--project", "p"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_contract_and_validate() {
+        let c = parse(&[]);
+        assert_eq!(c.trade_subscription, "binance-trades-bq");
+        assert_eq!(c.gap_subscription, "binance-gaps-bq");
+        assert_eq!(c.dead_letter_topic, "binance-trades-dead-letter");
+        assert_eq!(c.market_dataset, "market");
+        assert_eq!(c.metrics_addr.to_string(), "0.0.0.0:9101");
+        assert_eq!(c.log_format, LogFormat::Json);
+        c.validate().unwrap();
+    }
+
+    #[rstest]
+    #[case::zero_rows(&["--batch-max-rows", "0"], "--batch-max-rows")]
+    #[case::over_ten_mb(&["--batch-max-bytes", "10485760"], "--batch-max-bytes")]
+    #[case::flow_below_batch(&["--max-outstanding-messages", "10"], "--max-outstanding-messages")]
+    #[case::short_lease(&["--lease-extension", "5s"], "--lease-extension")]
+    #[case::half_emulator(&["--bigquery-endpoint", "http://x"], "--bigquery-endpoint")]
+    fn invalid_settings_are_named(#[case] args: &[&str], #[case] setting: &str) {
+        let err = parse(args).validate().unwrap_err();
+        assert!(err.to_string().contains(setting), "{err}");
+    }
+
+    #[test]
+    fn every_flag_has_an_env_fallback_and_help() {
+        let cmd = Config::command();
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            assert!(arg.get_env().is_some(), "--{id} has no env fallback");
+            assert!(arg.get_help().is_some(), "--{id} has no help");
+        }
+        cmd.debug_assert();
+    }
+}

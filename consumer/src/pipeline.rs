@@ -1,0 +1,600 @@
+//! The run loop of one subscription: pull, decode, batch, append, and only then ack.
+//!
+//! Delivery guarantee:
+//! - **Nothing is acked before BigQuery acknowledged its row.** A message is acked only (a)
+//!   after the append holding its row returned `Ok`, (b) as a duplicate of a key that already
+//!   landed, or that lands in the same append, or (c) after the dead-letter topic stored it.
+//! - Transient append failures are retried with exponential backoff for as long as it takes
+//!   (the client keeps extending the leases meanwhile, up to `max_lease`). Rows BigQuery refuses
+//!   are dead-lettered with the reason and the rest of the batch is appended again.
+//! - On shutdown the loop stops pulling, appends what it holds within the deadline, acks what
+//!   landed and nacks the rest, so everything pulled is either in BigQuery or redelivered.
+//! - Appends are at-least-once (a retry after an unknown outcome, a crash between append and
+//!   ack). The in-memory [`Window`] skips most duplicate rows; the `trades` view is what makes
+//!   users see exactly one row per key.
+//!
+//! The loop is a state machine ([`State`]); each `select!` only picks the next [`Event`], and the
+//! handling lives in methods.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::batcher::{Batch, Batcher, Limits, Oversized};
+use crate::dead_letter::{DeadLetter, Letter, letter_attributes};
+use crate::decode::{self, GapKey, Poison, Reason, TradeKey};
+use crate::dedup::{Seen, Window};
+use crate::metrics::Metrics;
+use crate::sink::{RowSink, SinkError, Table};
+use crate::source::{Ack, MessageSource, Received};
+
+/// What a message becomes once decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded<K> {
+    /// The dedup key.
+    pub key: K,
+    /// Trade time in µs since the epoch, for the exchange-to-BigQuery latency (trades only).
+    pub event_time_micros: Option<i64>,
+}
+
+/// A kind of row: how its messages decode and which table it lands in.
+pub trait RowKind: Send + Sync + 'static {
+    /// The dedup key.
+    type Key: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// The destination.
+    const TABLE: Table;
+    /// Pure decoding and validation.
+    fn decode(
+        data: &[u8],
+        attributes: &HashMap<String, String>,
+    ) -> Result<Decoded<Self::Key>, Poison>;
+}
+
+/// Trades into `trades_raw`, keyed by (symbol, trade_id).
+#[derive(Debug, Clone, Copy)]
+pub struct Trades;
+
+impl RowKind for Trades {
+    type Key = TradeKey;
+    const TABLE: Table = Table::Trades;
+    fn decode(
+        data: &[u8],
+        attributes: &HashMap<String, String>,
+    ) -> Result<Decoded<TradeKey>, Poison> {
+        let t = decode::decode_trade(data, attributes)?;
+        Ok(Decoded {
+            event_time_micros: Some(t.trade_time),
+            key: (t.symbol, t.trade_id),
+        })
+    }
+}
+
+/// Gap records into `gaps`, keyed by (symbol, from_id, to_id, reporter).
+#[derive(Debug, Clone, Copy)]
+pub struct Gaps;
+
+impl RowKind for Gaps {
+    type Key = GapKey;
+    const TABLE: Table = Table::Gaps;
+    fn decode(
+        data: &[u8],
+        _attributes: &HashMap<String, String>,
+    ) -> Result<Decoded<GapKey>, Poison> {
+        let g = decode::decode_gap(data)?;
+        Ok(Decoded {
+            key: (g.symbol, g.from_id, g.to_id, g.reporter),
+            event_time_micros: None,
+        })
+    }
+}
+
+/// Exponential backoff with jitter for transient append failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 100 ms doubling to 10 s: quick after a blip, gentle during an outage.
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`, capped,
+    /// then scaled by `jitter` in `[0.5, 1.0]` so replicas do not retry in step.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let exp = self
+            .initial
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        exp.min(self.max).mul_f64(jitter.clamp(0.5, 1.0))
+    }
+}
+
+/// Settings of one pipeline.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Subscription name (for dead letters and logs).
+    pub subscription: String,
+    /// Batch limits.
+    pub limits: Limits,
+    /// Dedup window capacity (0 disables).
+    pub dedup_window: usize,
+    /// One append's time limit.
+    pub append_timeout: Duration,
+    /// Time from the shutdown signal to giving up on appends.
+    pub shutdown_deadline: Duration,
+    /// Retry delays.
+    pub backoff: Backoff,
+}
+
+/// The pipeline could not go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// BigQuery refuses every row for a configuration reason (table missing, permission). All
+    /// held messages were nacked. Fix the configuration and restart.
+    #[error("BigQuery refuses the {table} appends: {reason}")]
+    Fatal {
+        /// The table.
+        table: &'static str,
+        /// The server's reason.
+        reason: String,
+    },
+}
+
+/// A row waiting for BigQuery, with what is needed to ack or dead-letter it.
+struct Item<K, A> {
+    row: Bytes,
+    key: K,
+    message_id: String,
+    attributes: HashMap<String, String>,
+    ordering_key: String,
+    event_time_micros: Option<i64>,
+    ack: A,
+}
+
+/// The loop's states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Pulling messages and writing full batches.
+    Pulling,
+    /// The stream broke: flush, reopen, pull again.
+    Reconnecting(String),
+    /// Shutdown asked: write what is held within the deadline, settle everything, stop.
+    Draining,
+}
+
+/// What woke the loop.
+enum Event<A> {
+    Message(Received<A>),
+    PullError(String),
+    BatchDue,
+    Shutdown,
+}
+
+/// One subscription's pipeline.
+pub struct Pipeline<K: RowKind, Src: MessageSource, S, D> {
+    settings: Settings,
+    source: Src,
+    sink: Arc<S>,
+    dead_letter: Arc<D>,
+    metrics: Arc<Metrics>,
+    batcher: Batcher<Item<K::Key, Src::Ack>>,
+    window: Window<K::Key>,
+    /// Keys whose row is held (open or closed batch, not landed yet), with the acks of
+    /// duplicates that arrived meanwhile: settled with the row.
+    pending: HashMap<K::Key, Vec<Src::Ack>>,
+    /// Set when shutdown was asked: appends stop being retried after it.
+    deadline: Option<Instant>,
+}
+
+impl<K, Src, S, D> Pipeline<K, Src, S, D>
+where
+    K: RowKind,
+    Src: MessageSource,
+    S: RowSink,
+    D: DeadLetter,
+{
+    /// A pipeline; nothing runs until [`Pipeline::run`].
+    pub fn new(
+        settings: Settings,
+        source: Src,
+        sink: Arc<S>,
+        dead_letter: Arc<D>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            batcher: Batcher::new(settings.limits),
+            window: Window::new(settings.dedup_window),
+            pending: HashMap::new(),
+            deadline: None,
+            settings,
+            source,
+            sink,
+            dead_letter,
+            metrics,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled and everything held is settled (Ok), or BigQuery
+    /// refuses the table (Err, after nacking everything held).
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), PipelineError> {
+        let mut state = State::Pulling;
+        loop {
+            state = match state {
+                State::Pulling => self.pull(&shutdown).await?,
+                State::Reconnecting(reason) => {
+                    tracing::warn!(table = K::TABLE.as_str(), error = %reason, "streaming pull broke; reconnecting");
+                    self.write_all(&shutdown).await?;
+                    self.source.reconnect().await;
+                    let pause = self.settings.backoff.initial;
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => State::Pulling,
+                        _ = shutdown.cancelled() => State::Draining,
+                    }
+                }
+                State::Draining => {
+                    return self.drain(&shutdown).await;
+                }
+            };
+        }
+    }
+
+    async fn next_event(&mut self, shutdown: &CancellationToken) -> Event<Src::Ack> {
+        let due = self.batcher.deadline();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Event::Shutdown,
+            _ = sleep_until_opt(due) => Event::BatchDue,
+            next = self.source.next() => match next {
+                Ok(m) => Event::Message(m),
+                Err(e) => Event::PullError(e),
+            },
+        }
+    }
+
+    async fn pull(&mut self, shutdown: &CancellationToken) -> Result<State, PipelineError> {
+        match self.next_event(shutdown).await {
+            Event::Shutdown => Ok(State::Draining),
+            Event::PullError(e) => Ok(State::Reconnecting(e)),
+            Event::BatchDue => {
+                self.write_ready(shutdown).await?;
+                Ok(State::Pulling)
+            }
+            Event::Message(m) => {
+                self.accept(m).await;
+                self.write_ready(shutdown).await?;
+                Ok(State::Pulling)
+            }
+        }
+    }
+
+    /// Decodes one message and routes it: dead letter, duplicate (ack or wait), or batch.
+    async fn accept(&mut self, m: Received<Src::Ack>) {
+        self.metrics.received(K::TABLE);
+        let decoded = match K::decode(&m.data, &m.attributes) {
+            Ok(d) => d,
+            Err(poison) => {
+                let item = Item {
+                    row: m.data,
+                    key: (),
+                    message_id: m.message_id,
+                    attributes: m.attributes,
+                    ordering_key: m.ordering_key,
+                    event_time_micros: None,
+                    ack: m.ack,
+                };
+                self.send_to_dead_letter(item, poison).await;
+                return;
+            }
+        };
+        match self.window.check(&decoded.key, &m.message_id) {
+            seen @ (Seen::Redelivery | Seen::Duplicate) => {
+                self.metrics.duplicate(K::TABLE, seen == Seen::Redelivery);
+                m.ack.ack();
+                return;
+            }
+            Seen::New => {}
+        }
+        if let Some(waiting) = self.pending.get_mut(&decoded.key) {
+            self.metrics.duplicate(K::TABLE, false);
+            waiting.push(m.ack);
+            return;
+        }
+        let len = m.data.len();
+        let item = Item {
+            row: m.data,
+            key: decoded.key.clone(),
+            message_id: m.message_id,
+            attributes: m.attributes,
+            ordering_key: m.ordering_key,
+            event_time_micros: decoded.event_time_micros,
+            ack: m.ack,
+        };
+        match self.batcher.push(item, len, Instant::now()) {
+            Ok(()) => {
+                self.pending.insert(decoded.key, Vec::new());
+            }
+            Err(Oversized { item, bytes }) => {
+                let poison = Poison::new(
+                    Reason::Oversized,
+                    format!("row of {bytes} bytes exceeds the AppendRows request budget"),
+                );
+                self.send_to_dead_letter(item, poison).await;
+            }
+        }
+    }
+
+    async fn write_ready(&mut self, shutdown: &CancellationToken) -> Result<(), PipelineError> {
+        while let Some(batch) = self.batcher.pop_ready(Instant::now()) {
+            self.write(batch, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_all(&mut self, shutdown: &CancellationToken) -> Result<(), PipelineError> {
+        for batch in self.batcher.drain() {
+            self.write(batch, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    async fn drain(mut self, shutdown: &CancellationToken) -> Result<(), PipelineError> {
+        self.start_deadline();
+        let held = self.batcher.len();
+        tracing::info!(
+            table = K::TABLE.as_str(),
+            held,
+            "shutting down: writing held rows"
+        );
+        self.write_all(shutdown).await?;
+        let left = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        // Acks are sent by the client in the background; wait for them to reach the server.
+        if tokio::time::timeout(left, self.source.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                table = K::TABLE.as_str(),
+                "pending acks not confirmed before the deadline"
+            );
+        }
+        let s = self.metrics.snapshot(K::TABLE);
+        tracing::info!(
+            table = K::TABLE.as_str(),
+            received = s.received,
+            rows = s.rows_appended,
+            duplicates = s.duplicates,
+            dead_lettered = s.dead_lettered,
+            nacked = s.nacked,
+            "stopped"
+        );
+        Ok(())
+    }
+
+    fn start_deadline(&mut self) {
+        if self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.settings.shutdown_deadline);
+        }
+    }
+
+    /// Appends one batch until it lands, splitting out refused rows; settles every message.
+    async fn write(
+        &mut self,
+        batch: Batch<Item<K::Key, Src::Ack>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), PipelineError> {
+        let mut queue: VecDeque<Vec<Item<K::Key, Src::Ack>>> = VecDeque::from([batch.items]);
+        let mut attempt = 0u32;
+        while let Some(mut items) = queue.pop_front() {
+            if items.is_empty() {
+                continue;
+            }
+            let rows: Vec<Bytes> = items.iter().map(|i| i.row.clone()).collect();
+            let started = Instant::now();
+            let outcome = match self.time_left() {
+                Some(left) if left.is_zero() => {
+                    Err(SinkError::Retry("shutdown deadline passed".into()))
+                }
+                limit => {
+                    let limit = limit.map_or(self.settings.append_timeout, |l| {
+                        l.min(self.settings.append_timeout)
+                    });
+                    match tokio::time::timeout(limit, self.sink.append(K::TABLE, rows)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(SinkError::Retry(format!("no answer within {limit:?}"))),
+                    }
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    attempt = 0;
+                    self.metrics
+                        .appended(K::TABLE, items.len(), started.elapsed().as_secs_f64());
+                    self.land(items);
+                }
+                Err(SinkError::Retry(reason)) => {
+                    attempt += 1;
+                    self.metrics.retried(K::TABLE);
+                    tracing::warn!(table = K::TABLE.as_str(), attempt, rows = items.len(), error = %reason, "append failed; retrying");
+                    if !self.wait_before_retry(attempt, shutdown).await {
+                        tracing::warn!(
+                            table = K::TABLE.as_str(),
+                            "shutdown deadline reached; handing held messages back to Pub/Sub"
+                        );
+                        queue.push_front(items);
+                        for items in queue {
+                            self.abandon(items);
+                        }
+                        return Ok(());
+                    }
+                    queue.push_front(items);
+                }
+                Err(SinkError::RowErrors(errors)) => {
+                    let reasons: HashMap<usize, String> = errors.into_iter().collect();
+                    let mut good = Vec::with_capacity(items.len());
+                    for (i, item) in items.into_iter().enumerate() {
+                        match reasons.get(&i) {
+                            Some(reason) => {
+                                let poison =
+                                    Poison::new(Reason::RejectedByBigQuery, reason.clone());
+                                self.dead_letter_pending(item, poison).await;
+                            }
+                            None => good.push(item),
+                        }
+                    }
+                    queue.push_front(good);
+                }
+                Err(SinkError::InvalidData(reason)) if items.len() > 1 => {
+                    // BigQuery did not say which row: halve until the bad one is alone.
+                    let tail = items.split_off(items.len() / 2);
+                    tracing::warn!(table = K::TABLE.as_str(), rows = items.len() + tail.len(), error = %reason, "invalid data; splitting the batch");
+                    queue.push_front(tail);
+                    queue.push_front(items);
+                }
+                Err(SinkError::InvalidData(reason)) => {
+                    let item = items.pop().expect("one item");
+                    self.dead_letter_pending(item, Poison::new(Reason::RejectedByBigQuery, reason))
+                        .await;
+                }
+                Err(e @ SinkError::Fatal(_)) => {
+                    tracing::error!(table = K::TABLE.as_str(), error = %e, "BigQuery refuses the table; nacking everything held");
+                    queue.push_front(items);
+                    for items in queue {
+                        self.abandon(items);
+                    }
+                    for batch in self.batcher.drain() {
+                        self.abandon(batch.items);
+                    }
+                    self.metrics.set_unhealthy();
+                    return Err(PipelineError::Fatal {
+                        table: K::TABLE.as_str(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Time left before the shutdown deadline; `None` while not shutting down.
+    fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Sleeps the backoff; notices shutdown meanwhile. False when the deadline has passed.
+    async fn wait_before_retry(&mut self, attempt: u32, shutdown: &CancellationToken) -> bool {
+        let delay = self
+            .settings
+            .backoff
+            .delay(attempt, rand::random_range(0.5..=1.0));
+        let mut until = Instant::now() + delay;
+        if let Some(d) = self.deadline {
+            until = until.min(d);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {}
+            _ = shutdown.cancelled(), if self.deadline.is_none() => self.start_deadline(),
+        }
+        self.deadline.is_none_or(|d| Instant::now() < d)
+    }
+
+    /// The rows landed: remember the keys, ack every message that carried them.
+    fn land(&mut self, items: Vec<Item<K::Key, Src::Ack>>) {
+        let now_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        for item in items {
+            if let Some(t) = item.event_time_micros {
+                self.metrics
+                    .exchange_latency((now_micros - t).max(0) as f64 / 1e6);
+            }
+            self.window.insert(item.key.clone(), &item.message_id);
+            for dup in self.pending.remove(&item.key).unwrap_or_default() {
+                dup.ack();
+            }
+            item.ack.ack();
+        }
+    }
+
+    /// The rows did not land: hand every message back to Pub/Sub.
+    fn abandon(&mut self, items: Vec<Item<K::Key, Src::Ack>>) {
+        let mut n = 0;
+        for item in items {
+            for dup in self.pending.remove(&item.key).unwrap_or_default() {
+                dup.nack();
+                n += 1;
+            }
+            item.ack.nack();
+            n += 1;
+        }
+        self.metrics.nacked(K::TABLE, n);
+    }
+
+    /// A held row that BigQuery refused: dead-letter it; duplicates waiting on it are nacked
+    /// (their payload may differ and deserves its own attempt).
+    async fn dead_letter_pending(&mut self, item: Item<K::Key, Src::Ack>, poison: Poison) {
+        let waiting = self.pending.remove(&item.key).unwrap_or_default();
+        self.metrics.nacked(K::TABLE, waiting.len());
+        for dup in waiting {
+            dup.nack();
+        }
+        self.send_to_dead_letter(item, poison).await;
+    }
+
+    /// Publishes to the dead-letter topic, then acks; nacks if the publish failed.
+    async fn send_to_dead_letter<Key>(&mut self, item: Item<Key, Src::Ack>, poison: Poison) {
+        tracing::warn!(table = K::TABLE.as_str(), message_id = %item.message_id, reason = poison.reason.code(), detail = %poison.detail, "dead-lettering a message");
+        let letter = Letter {
+            attributes: letter_attributes(
+                &item.attributes,
+                &poison,
+                &self.settings.subscription,
+                &item.message_id,
+            ),
+            data: item.row,
+            ordering_key: item.ordering_key,
+        };
+        match self.dead_letter.publish(letter).await {
+            Ok(()) => {
+                self.metrics.dead_lettered(K::TABLE, poison.reason);
+                item.ack.ack();
+            }
+            Err(e) => {
+                tracing::error!(table = K::TABLE.as_str(), message_id = %item.message_id, error = %e, "dead-letter publish failed; nacking");
+                self.metrics.nacked(K::TABLE, 1);
+                item.ack.nack();
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;
