@@ -1,0 +1,809 @@
+//! Wiring and the hub: settings validated from the command line, the tasks, and the one loop
+//! that owns the state (the binary's edge, so errors are `anyhow` with context).
+//!
+//! Tasks and channels (all bounded except backfill requests, bounded by the tracker's cap):
+//!
+//! ```text
+//!  connection tasks --ConnEvent--> hub --Outgoing(trade)--> trade publisher --> Pub/Sub trades
+//!  (1, 2 in overlap)               | ^ \--Outgoing(gap)---> gap publisher   --> Pub/Sub gaps
+//!                   BackfillRequest v | BackfillResult
+//!                               backfill task (REST)
+//! ```
+//!
+//! The hub runs the pure parts: the [`Supervisor`] (which connections exist), the [`Merger`]
+//! (continuity per symbol, gaps), and turns their answers into commands, messages and metrics.
+//!
+//! Shutdown (SIGTERM/Ctrl-C cancel the token given to [`run`]): the hub stops the connections
+//! (no new reads), handles every frame already read, writes `Gap` records (reason
+//! `producer_shutdown`) for gaps it had not filled yet, and closes the queues; the publishers
+//! flush within `shutdown_deadline`; whatever is still unpublished then is logged per symbol and
+//! returned in the [`RunReport`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use binance::TimeUnit;
+use binance::continuity::{IdRange, Verdict};
+use binance::rest::{BanPolicy, RestClient, RestConfig};
+use bytes::Bytes;
+use gcp::GcpTarget;
+use gcp::pubsub::{Admin, Batching};
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use trade_proto::{Gap, Source, Trade};
+
+use crate::backfill::{BackfillConfig, BackfillRequest, BackfillResult, Outcome, run_backfill};
+use crate::config::RunArgs;
+use crate::connection::{ConnEvent, ConnectionSpec, run_connection, stream_url};
+use crate::merger::Merger;
+use crate::metrics::{Health, Metrics};
+use crate::publisher::{
+    Kind, Outgoing, PublishReport, PublisherConfig, PubsubSink, now_us, run_publisher,
+};
+use crate::reconnect::{AttemptBudget, BINANCE_ATTEMPT_WINDOW, BINANCE_MAX_ATTEMPTS};
+use crate::rotation::OverlapConfig;
+use crate::supervisor::{Command, ConnId, Supervisor, SupervisorConfig};
+use crate::watchdog::WatchdogConfig;
+
+/// Capacity of the connection-to-hub channel (frames).
+const EVENT_CHANNEL: usize = 16_384;
+/// How often the hub checks rotation, the watchdog and due backfills.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Everything `run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Project and emulator endpoint.
+    pub target: GcpTarget,
+    /// Trade topic (short name).
+    pub trade_topic: String,
+    /// Gap topic (short name).
+    pub gap_topic: String,
+    /// Create the topics first.
+    pub create_topics: bool,
+    /// Upper-case symbols.
+    pub symbols: Vec<String>,
+    /// Websocket base URL.
+    pub ws_url: String,
+    /// REST base URL.
+    pub rest_url: String,
+    /// Metrics server address (`127.0.0.1:0` in tests).
+    pub metrics_addr: String,
+    /// Pub/Sub client batching.
+    pub batching: Batching,
+    /// Trade queue capacity.
+    pub queue_size: usize,
+    /// Publisher task settings.
+    pub publisher: PublisherConfig,
+    /// Connection state machine settings.
+    pub supervisor: SupervisorConfig,
+    /// Wait before backfilling a gap.
+    pub gap_grace: Duration,
+    /// Longest 418 ban sat out during backfill.
+    pub max_ban_wait: Duration,
+    /// Backfill rounds for passing troubles.
+    pub backfill: BackfillConfig,
+    /// Reconnect backoff floor.
+    pub reconnect_min: Duration,
+    /// Reconnect backoff cap.
+    pub reconnect_max: Duration,
+    /// Websocket handshake timeout.
+    pub connect_timeout: Duration,
+    /// Connection attempts per 5 minutes.
+    pub max_attempts: u32,
+    /// Flush deadline at shutdown.
+    pub shutdown_deadline: Duration,
+}
+
+impl Settings {
+    /// Validates the command line; the error names the setting.
+    pub fn from_args(a: &RunArgs) -> anyhow::Result<Self> {
+        let project = a
+            .project
+            .clone()
+            .filter(|p| !p.trim().is_empty())
+            .context("GCP_PROJECT (--project) is required: the project that owns the topics")?;
+        let mut symbols = Vec::new();
+        for raw in &a.symbols {
+            let s = raw.trim().to_ascii_uppercase();
+            if s.is_empty() {
+                continue;
+            }
+            if s.len() > 20
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+            {
+                bail!(
+                    "SYMBOLS (--symbols): {raw:?} is not a Binance symbol (^[A-Z0-9-_.]{{1,20}}$)"
+                );
+            }
+            if !symbols.contains(&s) {
+                symbols.push(s);
+            }
+        }
+        if symbols.is_empty() {
+            bail!("SYMBOLS (--symbols): at least one symbol is needed");
+        }
+        // Binance: at most 1024 streams per connection.
+        if symbols.len() > 1024 {
+            bail!("SYMBOLS (--symbols): at most 1024 streams per Binance connection");
+        }
+        if !(a.ws_url.starts_with("wss://") || a.ws_url.starts_with("ws://")) {
+            bail!(
+                "BINANCE_WS_URL (--ws-url): {:?} must start with wss:// or ws://",
+                a.ws_url
+            );
+        }
+        if !(a.rest_url.starts_with("https://") || a.rest_url.starts_with("http://")) {
+            bail!(
+                "BINANCE_REST_URL (--rest-url): {:?} must start with https:// or http://",
+                a.rest_url
+            );
+        }
+        if a.rest_url.contains("data-api.binance.vision") {
+            bail!(
+                "BINANCE_REST_URL (--rest-url): data-api.binance.vision does not serve historicalTrades, which backfill needs; use https://api.binance.com (or api1..api4, api-gcp)"
+            );
+        }
+        // Pub/Sub: at most 1000 messages and 10 MB per publish request.
+        if a.batch_messages == 0 || a.batch_messages > 1000 {
+            bail!(
+                "PRODUCER_BATCH_MESSAGES (--batch-messages): {} must be within 1..=1000 (Pub/Sub limit)",
+                a.batch_messages
+            );
+        }
+        if a.batch_bytes == 0 || a.batch_bytes > 10_000_000 {
+            bail!(
+                "PRODUCER_BATCH_BYTES (--batch-bytes): {} must be within 1..=10000000 (Pub/Sub limit)",
+                a.batch_bytes
+            );
+        }
+        if a.queue_size == 0 || a.max_in_flight == 0 {
+            bail!("PRODUCER_QUEUE_SIZE and PRODUCER_MAX_IN_FLIGHT must be at least 1");
+        }
+        if a.max_attempts == 0 || a.max_attempts > BINANCE_MAX_ATTEMPTS {
+            bail!(
+                "PRODUCER_MAX_ATTEMPTS (--max-attempts): {} must be within 1..={BINANCE_MAX_ATTEMPTS} (Binance's limit per 5 minutes)",
+                a.max_attempts
+            );
+        }
+        if a.rotate_after.is_zero() || a.rotate_after >= Duration::from_secs(24 * 3600) {
+            bail!(
+                "PRODUCER_ROTATE_AFTER (--rotate-after): {:?} must be above zero and below Binance's 24h cut",
+                a.rotate_after
+            );
+        }
+        Ok(Self {
+            target: GcpTarget {
+                project,
+                pubsub_endpoint: a.pubsub_endpoint.clone().filter(|e| !e.is_empty()),
+                bigquery_endpoint: None,
+                bigquery_grpc_endpoint: None,
+            },
+            trade_topic: a.trade_topic.clone(),
+            gap_topic: a.gap_topic.clone(),
+            create_topics: a.create_topics,
+            symbols,
+            ws_url: a.ws_url.clone(),
+            rest_url: a.rest_url.clone(),
+            metrics_addr: a.metrics_addr.clone(),
+            batching: Batching {
+                max_messages: a.batch_messages,
+                max_bytes: a.batch_bytes,
+                max_delay: a.batch_delay,
+            },
+            queue_size: a.queue_size,
+            publisher: PublisherConfig {
+                max_in_flight: a.max_in_flight,
+                ..PublisherConfig::default()
+            },
+            supervisor: SupervisorConfig {
+                rotate_after: a.rotate_after,
+                overlap: OverlapConfig {
+                    quiet_grace: a.quiet_grace,
+                    max_overlap: a.max_overlap,
+                },
+                watchdog: WatchdogConfig {
+                    silence: a.watchdog_silence,
+                    socket_timeout: a.socket_timeout,
+                },
+            },
+            gap_grace: a.gap_grace,
+            max_ban_wait: a.max_ban_wait,
+            backfill: BackfillConfig::default(),
+            reconnect_min: a.reconnect_min,
+            reconnect_max: a.reconnect_max,
+            connect_timeout: Duration::from_secs(10),
+            max_attempts: a.max_attempts,
+            shutdown_deadline: a.shutdown_deadline,
+        })
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Trades acknowledged by Pub/Sub.
+    pub trades_published: u64,
+    /// Gap records acknowledged by Pub/Sub.
+    pub gaps_published: u64,
+    /// Trade ids not published at exit, per symbol, as ranges.
+    pub unpublished: BTreeMap<String, Vec<IdRange>>,
+}
+
+/// A running producer, for tests and the binary.
+pub struct Running {
+    /// The bound metrics address.
+    pub metrics_addr: std::net::SocketAddr,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// Readiness.
+    pub health: Arc<Health>,
+    task: tokio::task::JoinHandle<anyhow::Result<RunReport>>,
+}
+
+impl Running {
+    /// Waits for the run to end (after `shutdown` was cancelled, or on a fatal error).
+    pub async fn wait(self) -> anyhow::Result<RunReport> {
+        self.task.await.context("the producer task panicked")?
+    }
+}
+
+/// Starts the producer; it runs until `shutdown` is cancelled or a fatal error.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let settings = Arc::new(settings);
+    let metrics = Arc::new(Metrics::new(&settings.symbols));
+    let health = Arc::new(Health::default());
+    if settings.create_topics {
+        let admin = Admin::connect(&settings.target)
+            .await
+            .context("connecting the Pub/Sub admin client")?;
+        for topic in [&settings.trade_topic, &settings.gap_topic] {
+            admin
+                .ensure_topic(topic)
+                .await
+                .with_context(|| format!("creating topic {topic}"))?;
+        }
+    }
+    let server_stop = CancellationToken::new();
+    let (metrics_addr, server) = crate::metrics::serve(
+        &settings.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+        server_stop.clone(),
+    )
+    .await
+    .with_context(|| format!("binding METRICS_ADDR {}", settings.metrics_addr))?;
+    tracing::info!(%metrics_addr, "serving /metrics and /healthz");
+    let trade_pub =
+        gcp::pubsub::publisher(&settings.target, &settings.trade_topic, settings.batching)
+            .await
+            .context("building the trade publisher")?;
+    let gap_pub =
+        gcp::pubsub::publisher(&settings.target, &settings.gap_topic, Batching::default())
+            .await
+            .context("building the gap publisher")?;
+    let rest = RestClient::new(RestConfig {
+        base_url: settings.rest_url.clone(),
+        ban_policy: BanPolicy::WaitUpTo(settings.max_ban_wait),
+        time_unit: TimeUnit::Microsecond,
+        ..RestConfig::default()
+    })
+    .context("BINANCE_REST_URL")?;
+    let m = metrics.clone();
+    let h = health.clone();
+    let task = tokio::spawn(async move {
+        let r = run_tasks(settings, rest, trade_pub, gap_pub, m, h, shutdown).await;
+        server_stop.cancel();
+        let _ = server.await;
+        r
+    });
+    Ok(Running {
+        metrics_addr,
+        metrics,
+        health,
+        task,
+    })
+}
+
+/// Runs the producer until `shutdown`; the binary's whole job.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<RunReport> {
+    start(settings, shutdown).await?.wait().await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_tasks(
+    settings: Arc<Settings>,
+    rest: RestClient,
+    trade_pub: google_cloud_pubsub::client::Publisher,
+    gap_pub: google_cloud_pubsub::client::Publisher,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunReport> {
+    let abandon = CancellationToken::new();
+    let (trades_tx, trades_rx) = mpsc::channel(settings.queue_size);
+    let (gaps_tx, gaps_rx) = mpsc::channel(4096);
+    let trade_task = tokio::spawn(run_publisher(
+        Arc::new(PubsubSink::new(trade_pub, settings.trade_topic.clone())),
+        trades_rx,
+        settings.publisher,
+        metrics.clone(),
+        Some(health.clone()),
+        abandon.clone(),
+    ));
+    let gap_task = tokio::spawn(run_publisher(
+        Arc::new(PubsubSink::new(gap_pub, settings.gap_topic.clone())),
+        gaps_rx,
+        settings.publisher,
+        metrics.clone(),
+        None,
+        abandon.clone(),
+    ));
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    let (res_tx, res_rx) = mpsc::channel(64);
+    let backfill_stop = CancellationToken::new();
+    let symbols = Arc::new(settings.symbols.clone());
+    let backfill_task = tokio::spawn(run_backfill(
+        rest,
+        symbols.clone(),
+        settings.backfill,
+        req_rx,
+        res_tx,
+        backfill_stop.clone(),
+    ));
+
+    // A publisher failing permanently stops everything.
+    let publisher_failed = CancellationToken::new();
+    let hub_stop = CancellationToken::new();
+    {
+        let (shutdown, publisher_failed, hub_stop) =
+            (shutdown.clone(), publisher_failed.clone(), hub_stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = publisher_failed.cancelled() => {}
+            }
+            hub_stop.cancel();
+        });
+    }
+    let hub = Hub::new(
+        settings.clone(),
+        metrics.clone(),
+        health.clone(),
+        trades_tx,
+        gaps_tx,
+        req_tx,
+    );
+    let hub_result = hub.run(res_rx, hub_stop.clone()).await;
+    backfill_stop.cancel();
+    let _ = backfill_task.await;
+    if hub_result.is_err() {
+        // Fatal (451, or the publisher is gone): do not wait long for a flush.
+        abandon.cancel();
+    }
+
+    // The queues are closed (the hub dropped its senders): flush within the deadline.
+    let deadline = tokio::time::sleep(settings.shutdown_deadline);
+    tokio::pin!(deadline);
+    let mut trade_task = trade_task;
+    let mut gap_task = gap_task;
+    let (mut trade_done, mut gap_done) = (None, None);
+    while trade_done.is_none() || gap_done.is_none() {
+        tokio::select! {
+            r = &mut trade_task, if trade_done.is_none() => trade_done = Some(r),
+            r = &mut gap_task, if gap_done.is_none() => gap_done = Some(r),
+            _ = &mut deadline, if !abandon.is_cancelled() => {
+                tracing::error!(deadline = ?settings.shutdown_deadline, "flush deadline passed; abandoning what is left");
+                abandon.cancel();
+            }
+        }
+    }
+    let mut report = RunReport::default();
+    let mut failure = None;
+    for (what, done) in [("trade", trade_done), ("gap", gap_done)] {
+        let r = done.expect("joined").context("publisher task panicked")?;
+        let PublishReport {
+            published,
+            unpublished,
+        } = match r {
+            Ok(r) => r,
+            Err(f) => {
+                publisher_failed.cancel();
+                let detail = f.detail.clone();
+                failure.get_or_insert(format!("{what} publisher: {detail}"));
+                PublishReport {
+                    published: 0,
+                    unpublished: f.unpublished,
+                }
+            }
+        };
+        if what == "trade" {
+            report.trades_published = published;
+        } else {
+            report.gaps_published = published;
+        }
+        collect_unpublished(&mut report.unpublished, &symbols, &unpublished);
+    }
+    for (symbol, ranges) in &report.unpublished {
+        let ids: u64 = ranges.iter().map(|r| r.len()).sum();
+        tracing::error!(symbol, ids, ranges = ?ranges, "trades NOT published to Pub/Sub");
+    }
+    hub_result?;
+    if let Some(f) = failure {
+        bail!("{f}");
+    }
+    Ok(report)
+}
+
+fn collect_unpublished(
+    into: &mut BTreeMap<String, Vec<IdRange>>,
+    symbols: &[String],
+    msgs: &[Outgoing],
+) {
+    let mut ids: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
+    for m in msgs {
+        if let Kind::Trade { sym, id, .. } = m.kind {
+            ids.entry(sym).or_default().push(id);
+        }
+    }
+    for (sym, mut v) in ids {
+        v.sort_unstable();
+        v.dedup();
+        let ranges = into.entry(symbols[sym].clone()).or_default();
+        for id in v {
+            match ranges.last_mut() {
+                Some(r) if r.to + 1 == id => r.to = id,
+                _ => ranges.push(IdRange::new(id, id)),
+            }
+        }
+    }
+}
+
+/// The hub's state. See the module documentation.
+struct Hub {
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    supervisor: Supervisor,
+    merger: Merger,
+    conns: HashMap<ConnId, CancellationToken>,
+    spec: Arc<ConnectionSpec>,
+    budget: Arc<Mutex<AttemptBudget>>,
+    events_tx: Option<mpsc::Sender<ConnEvent>>,
+    events_rx: mpsc::Receiver<ConnEvent>,
+    trades_tx: mpsc::Sender<Outgoing>,
+    gaps_tx: mpsc::Sender<Outgoing>,
+    backfill_tx: mpsc::UnboundedSender<BackfillRequest>,
+    /// Backfill chunks requested and not answered yet.
+    in_backfill: Vec<(usize, IdRange)>,
+}
+
+impl Hub {
+    fn new(
+        settings: Arc<Settings>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        trades_tx: mpsc::Sender<Outgoing>,
+        gaps_tx: mpsc::Sender<Outgoing>,
+        backfill_tx: mpsc::UnboundedSender<BackfillRequest>,
+    ) -> Self {
+        let n = settings.symbols.len();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL);
+        let spec = Arc::new(ConnectionSpec {
+            url: stream_url(&settings.ws_url, &settings.symbols),
+            symbols: settings
+                .symbols
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i))
+                .collect(),
+            connect_timeout: settings.connect_timeout,
+            backoff_min: settings.reconnect_min,
+            backoff_max: settings.reconnect_max,
+        });
+        Self {
+            supervisor: Supervisor::new(settings.supervisor, n, Instant::now()),
+            merger: Merger::new(n, settings.gap_grace),
+            budget: Arc::new(Mutex::new(AttemptBudget::new(
+                settings.max_attempts,
+                BINANCE_ATTEMPT_WINDOW,
+            ))),
+            settings,
+            metrics,
+            health,
+            conns: HashMap::new(),
+            spec,
+            events_tx: Some(events_tx),
+            events_rx,
+            trades_tx,
+            gaps_tx,
+            backfill_tx,
+            in_backfill: Vec::new(),
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut backfill_rx: mpsc::Receiver<BackfillResult>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let start = self.supervisor.start();
+        self.exec(start);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break Ok(()),
+                Some(ev) = self.events_rx.recv() => {
+                    if let Err(e) = self.on_event(ev).await {
+                        break Err(e);
+                    }
+                }
+                Some(res) = backfill_rx.recv() => {
+                    if let Err(e) = self.on_backfill(res).await {
+                        break Err(e);
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Err(e) = self.on_tick().await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        // Stop reading; handle every frame already read.
+        for (_, token) in self.conns.drain() {
+            token.cancel();
+        }
+        self.events_tx = None;
+        self.health
+            .connected
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.connected.set(0);
+        if result.is_ok() {
+            while let Some(ev) = self.events_rx.recv().await {
+                if let ConnEvent::Trade { conn, sym, trade } = ev {
+                    self.on_stream_trade(conn, sym, trade).await?;
+                }
+            }
+            // Gaps not filled by now will not be: say so, in BigQuery too.
+            for sym in 0..self.settings.symbols.len() {
+                let open: Vec<IdRange> = self
+                    .merger
+                    .still_missing(sym, IdRange::new(i64::MIN + 1, i64::MAX - 1));
+                for r in open {
+                    for u in self.merger.on_backfill_done(sym, r) {
+                        self.emit_gap(
+                            sym,
+                            u,
+                            "producer_shutdown",
+                            "the producer stopped before the backfill",
+                        )
+                        .await?;
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    fn exec(&mut self, commands: Vec<Command>) {
+        for c in commands {
+            match c {
+                Command::Open { conn, reason } => {
+                    tracing::info!(conn, reason = reason.as_str(), "opening a connection");
+                    self.metrics.reconnect(reason.as_str());
+                    let token = CancellationToken::new();
+                    self.conns.insert(conn, token.clone());
+                    if let Some(tx) = &self.events_tx {
+                        tokio::spawn(run_connection(
+                            conn,
+                            self.spec.clone(),
+                            self.budget.clone(),
+                            tx.clone(),
+                            self.metrics.clone(),
+                            token,
+                        ));
+                    }
+                }
+                Command::Close { conn, why } => {
+                    tracing::info!(conn, why, "closing a connection");
+                    if let Some(t) = self.conns.remove(&conn) {
+                        t.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    fn update_connected(&self) {
+        let up = self.supervisor.active().is_some();
+        self.health
+            .connected
+            .store(up, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.connected.set(i64::from(up));
+    }
+
+    async fn on_event(&mut self, ev: ConnEvent) -> anyhow::Result<()> {
+        let now = Instant::now();
+        match ev {
+            ConnEvent::Trade { conn, sym, trade } => self.on_stream_trade(conn, sym, trade).await?,
+            ConnEvent::Alive { conn } => self.supervisor.on_alive(conn, now),
+            ConnEvent::Opened { conn } => {
+                let c = self.supervisor.on_opened(conn, now);
+                self.exec(c);
+                self.update_connected();
+            }
+            ConnEvent::ServerShutdown { conn } => {
+                tracing::warn!(
+                    conn,
+                    "serverShutdown: opening a successor before this connection closes"
+                );
+                let c = self.supervisor.on_server_shutdown(conn);
+                self.exec(c);
+            }
+            ConnEvent::Malformed { conn, error } => {
+                self.metrics.malformed_frames.inc();
+                tracing::warn!(conn, %error, "malformed frame skipped; continuity will backfill a lost trade");
+            }
+            ConnEvent::Closed { conn, reason } => {
+                tracing::info!(conn, %reason, "connection closed");
+                self.conns.remove(&conn);
+                let c = self.supervisor.on_closed(conn, now);
+                self.exec(c);
+                self.update_connected();
+            }
+            ConnEvent::Fatal { error, .. } => bail!("{error}"),
+        }
+        Ok(())
+    }
+
+    async fn on_stream_trade(
+        &mut self,
+        conn: ConnId,
+        sym: usize,
+        trade: Trade,
+    ) -> anyhow::Result<()> {
+        let now = Instant::now();
+        self.supervisor.on_trade(conn, sym, trade.trade_id, now);
+        let m = &self.metrics.symbols[sym];
+        m.received_stream.inc();
+        match self.merger.on_trade(sym, trade.trade_id, now) {
+            Verdict::Emit => self.emit_trade(sym, trade, Source::Stream).await,
+            Verdict::EmitWithGap(range) => {
+                m.gaps_detected.inc();
+                m.gap_ids_detected.inc_by(range.len());
+                tracing::info!(symbol = %self.settings.symbols[sym], gap = %range, ids = range.len(), "trade-id gap detected");
+                self.emit_trade(sym, trade, Source::Stream).await
+            }
+            Verdict::Duplicate | Verdict::BeforeStart => {
+                m.duplicates.inc();
+                Ok(())
+            }
+        }
+    }
+
+    async fn emit_trade(&mut self, sym: usize, trade: Trade, source: Source) -> anyhow::Result<()> {
+        let symbol = &self.settings.symbols[sym];
+        let out = Outgoing {
+            key: symbol.clone(),
+            data: Bytes::from(trade.encode_to_vec()),
+            attributes: [
+                ("symbol", symbol.clone()),
+                ("source", source.as_str().to_owned()),
+            ],
+            kind: Kind::Trade {
+                sym,
+                id: trade.trade_id,
+                source,
+                trade_time_us: trade.trade_time,
+            },
+            enqueued: Instant::now(),
+        };
+        self.trades_tx
+            .send(out)
+            .await
+            .map_err(|_| anyhow::anyhow!("the trade publisher stopped"))
+    }
+
+    async fn emit_gap(
+        &mut self,
+        sym: usize,
+        range: IdRange,
+        reason: &'static str,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        let symbol = self.settings.symbols[sym].clone();
+        tracing::error!(%symbol, from_id = range.from, to_id = range.to, ids = range.len(), reason, %detail, "trade ids could not be recovered: writing a Gap record");
+        self.metrics.unfilled(&symbol, reason, range.len());
+        let gap = Gap {
+            symbol: symbol.clone(),
+            from_id: range.from,
+            to_id: range.to,
+            reason: reason.to_owned(),
+            detected_time: now_us(),
+            reporter: "producer".to_owned(),
+        };
+        let out = Outgoing {
+            key: symbol.clone(),
+            data: Bytes::from(gap.encode_to_vec()),
+            attributes: [("symbol", symbol), ("reason", reason.to_owned())],
+            kind: Kind::Gap {
+                sym,
+                from: range.from,
+                to: range.to,
+            },
+            enqueued: Instant::now(),
+        };
+        self.gaps_tx
+            .send(out)
+            .await
+            .map_err(|_| anyhow::anyhow!("the gap publisher stopped"))
+    }
+
+    async fn on_backfill(&mut self, res: BackfillResult) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let BackfillResult {
+            sym,
+            range,
+            outcome,
+        } = res;
+        self.in_backfill.retain(|&(s, r)| !(s == sym && r == range));
+        let (reason, detail) = match outcome {
+            Outcome::Fetched(trades) => {
+                let mut filled = 0u64;
+                for t in trades {
+                    if t.trade_id < range.from || t.trade_id > range.to {
+                        continue;
+                    }
+                    self.metrics.symbols[sym].received_backfill.inc();
+                    if self.merger.on_trade(sym, t.trade_id, now).should_emit() {
+                        filled += 1;
+                        self.emit_trade(sym, t, Source::Backfill).await?;
+                    } else {
+                        self.metrics.symbols[sym].duplicates.inc();
+                    }
+                }
+                self.metrics.symbols[sym].gap_ids_filled.inc_by(filled);
+                tracing::info!(symbol = %self.settings.symbols[sym], %range, filled, "backfilled");
+                (
+                    "ids_unavailable",
+                    "historicalTrades did not return these ids".to_owned(),
+                )
+            }
+            Outcome::Failed { reason, detail } => (reason, detail),
+        };
+        for u in self.merger.on_backfill_done(sym, range) {
+            self.emit_gap(sym, u, reason, &detail).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let c = self.supervisor.tick(now);
+        self.exec(c);
+        self.update_connected();
+        for (sym, range) in self.merger.due_backfills(now) {
+            self.in_backfill.push((sym, range));
+            let _ = self.backfill_tx.send(BackfillRequest { sym, range });
+        }
+        for (sym, range) in self.merger.take_overflowed() {
+            self.emit_gap(sym, range, "tracker_overflow", "too many gaps open at once")
+                .await?;
+        }
+        for sym in 0..self.settings.symbols.len() {
+            self.metrics.symbols[sym]
+                .gap_ids_outstanding
+                .set(self.merger.outstanding_ids(sym) as i64);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,264 @@
+//! The command line: `producer run` (the default) and `producer decode`, every flag with an
+//! environment fallback, validated into [`crate::app::Settings`] with errors that name the
+//! setting.
+//!
+//! Environment names shared with the other binaries (`GCP_PROJECT`, `PUBSUB_ENDPOINT`,
+//! `TRADE_TOPIC`, `GAP_TOPIC`, `SYMBOLS`, `BINANCE_WS_URL`, `BINANCE_REST_URL`, `METRICS_ADDR`,
+//! `LOG_FORMAT`) are the project's contract; tuning flags use a `PRODUCER_` prefix.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default symbols (the project's four).
+pub const DEFAULT_SYMBOLS: &str = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT";
+
+/// Binance trade streams to Google Cloud Pub/Sub, with no trade lost.
+///
+/// Connects to Binance's combined trade stream for the configured symbols, publishes each
+/// trade as a protobuf `Trade` to a Pub/Sub topic (ordering key = symbol, attributes `symbol`
+/// and `source`), fills trade-id gaps over REST (`source = backfill`), and writes a `Gap` record
+/// to a second topic for any id it cannot recover. Connections are rotated before Binance's
+/// 24-hour cut and on `serverShutdown` without losing or duplicating a trade.
+///
+/// Without a subcommand, `run` is assumed. Every flag can also be set through the environment
+/// variable shown in brackets.
+#[derive(Debug, Parser)]
+#[command(name = "producer", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `run` when no subcommand is given.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream trades from Binance to Pub/Sub (the default).
+    Run(RunArgs),
+    /// Read raw Binance frames from stdin (one per line, raw or combined) and print the Trade
+    /// each becomes as one JSON object per line. Bad lines are reported on stderr with their
+    /// line number and the reason; the rest still flow.
+    Decode(DecodeArgs),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for Cloud Logging).
+    Json,
+    /// Human-readable.
+    Text,
+}
+
+/// Time unit of frames given to `decode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FrameTimeUnit {
+    /// Milliseconds (Binance's default).
+    Ms,
+    /// Microseconds (`timeUnit=MICROSECOND`, what `run` asks for).
+    Us,
+}
+
+/// Options of `decode`.
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// Unit of the frames' `E` and `T` fields.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "ms",
+        env = "PRODUCER_DECODE_TIME_UNIT"
+    )]
+    pub time_unit: FrameTimeUnit,
+}
+
+/// Options of `run`.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Google Cloud project that owns the topics.
+    #[arg(long, env = "GCP_PROJECT")]
+    pub project: Option<String>,
+    /// Pub/Sub endpoint, for the emulator only (e.g. http://127.0.0.1:8085); uses anonymous
+    /// credentials. Unset: Google Cloud with Application Default Credentials.
+    #[arg(long, env = "PUBSUB_ENDPOINT")]
+    pub pubsub_endpoint: Option<String>,
+    /// Topic receiving trades.
+    #[arg(long, env = "TRADE_TOPIC", default_value = "binance-trades")]
+    pub trade_topic: String,
+    /// Topic receiving gap records (trade ids that could not be recovered).
+    #[arg(long, env = "GAP_TOPIC", default_value = "binance-gaps")]
+    pub gap_topic: String,
+    /// Create both topics if missing (local runs; in the cloud Terraform owns them).
+    #[arg(long, env = "PRODUCER_CREATE_TOPICS")]
+    pub create_topics: bool,
+    /// Symbols to stream, comma-separated.
+    #[arg(long, env = "SYMBOLS", default_value = DEFAULT_SYMBOLS, value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// Binance websocket host. The market-data host serves trade streams everywhere Binance
+    /// operates.
+    #[arg(
+        long,
+        env = "BINANCE_WS_URL",
+        default_value = "wss://data-stream.binance.vision"
+    )]
+    pub ws_url: String,
+    /// Binance REST host for backfill (historicalTrades; the data-api host does not serve it).
+    #[arg(
+        long,
+        env = "BINANCE_REST_URL",
+        default_value = "https://api.binance.com"
+    )]
+    pub rest_url: String,
+    /// Address of the /metrics and /healthz server.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9100")]
+    pub metrics_addr: String,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+    /// Pub/Sub batching: messages per batch (Pub/Sub allows at most 1000).
+    #[arg(long, env = "PRODUCER_BATCH_MESSAGES", default_value_t = 1000)]
+    pub batch_messages: u32,
+    /// Pub/Sub batching: bytes per batch (Pub/Sub allows at most 10 MB).
+    #[arg(long, env = "PRODUCER_BATCH_BYTES", default_value_t = 1_000_000)]
+    pub batch_bytes: u32,
+    /// Pub/Sub batching: longest wait before a batch is sent.
+    #[arg(long, env = "PRODUCER_BATCH_DELAY", default_value = "10ms", value_parser = parse_duration)]
+    pub batch_delay: Duration,
+    /// Trades queued for Pub/Sub at most; when full, reading from Binance pauses.
+    #[arg(long, env = "PRODUCER_QUEUE_SIZE", default_value_t = 100_000)]
+    pub queue_size: usize,
+    /// Publishes awaiting Pub/Sub's acknowledgement at most.
+    #[arg(long, env = "PRODUCER_MAX_IN_FLIGHT", default_value_t = 20_000)]
+    pub max_in_flight: usize,
+    /// Rotate a connection (make-before-break) at this age; Binance cuts them at 24h.
+    #[arg(long, env = "PRODUCER_ROTATE_AFTER", default_value = "23h30m", value_parser = parse_duration)]
+    pub rotate_after: Duration,
+    /// Longest make-before-break overlap before the old connection is closed anyway.
+    #[arg(long, env = "PRODUCER_MAX_OVERLAP", default_value = "60s", value_parser = parse_duration)]
+    pub max_overlap: Duration,
+    /// During an overlap, a symbol quiet on the old connection counts as caught up after this.
+    #[arg(long, env = "PRODUCER_QUIET_GRACE", default_value = "3s", value_parser = parse_duration)]
+    pub quiet_grace: Duration,
+    /// Reconnect when a normally trading symbol is silent this long (longer for quiet symbols).
+    #[arg(long, env = "PRODUCER_WATCHDOG_SILENCE", default_value = "15s", value_parser = parse_duration)]
+    pub watchdog_silence: Duration,
+    /// Reconnect when the socket delivers no frame at all (Binance pings every 20s) this long.
+    #[arg(long, env = "PRODUCER_SOCKET_TIMEOUT", default_value = "45s", value_parser = parse_duration)]
+    pub socket_timeout: Duration,
+    /// Wait this long before backfilling a gap (reordered frames and overlaps fill most).
+    #[arg(long, env = "PRODUCER_GAP_GRACE", default_value = "2s", value_parser = parse_duration)]
+    pub gap_grace: Duration,
+    /// Sit out HTTP 418 bans up to this long during backfill; longer bans become gap records.
+    #[arg(long, env = "PRODUCER_MAX_BAN_WAIT", default_value = "5m", value_parser = parse_duration)]
+    pub max_ban_wait: Duration,
+    /// First reconnect delay (before jitter).
+    #[arg(long, env = "PRODUCER_RECONNECT_MIN", default_value = "250ms", value_parser = parse_duration)]
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay (before jitter).
+    #[arg(long, env = "PRODUCER_RECONNECT_MAX", default_value = "30s", value_parser = parse_duration)]
+    pub reconnect_max: Duration,
+    /// Connection attempts per 5 minutes at most (Binance allows 300 per IP).
+    #[arg(long, env = "PRODUCER_MAX_ATTEMPTS", default_value_t = crate::reconnect::DEFAULT_MAX_ATTEMPTS)]
+    pub max_attempts: u32,
+    /// On SIGTERM, how long to flush queued trades before giving up (and reporting them).
+    #[arg(long, env = "PRODUCER_SHUTDOWN_DEADLINE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_deadline: Duration,
+}
+
+/// Parses `23h30m`, `90s`, `250ms`, `1h`, `2m10s`; a bare number is seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!(
+                "{raw:?} is not a duration like 23h30m, 90s or 250ms"
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{raw:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        total += match unit {
+            "h" => Duration::from_secs(n * 3600),
+            "m" => Duration::from_secs(n * 60),
+            "s" => Duration::from_secs(n),
+            "ms" => Duration::from_millis(n),
+            _ => {
+                return Err(format!(
+                    "{raw:?}: unknown unit {unit:?} (use h, m, s or ms)"
+                ));
+            }
+        };
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("23h30m"), Ok(Duration::from_secs(84_600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2m10s"), Ok(Duration::from_secs(130)));
+        assert!(
+            parse_duration("10 parsecs")
+                .unwrap_err()
+                .contains("10 parsecs")
+        );
+        assert!(parse_duration("5d").unwrap_err().contains("\"d\""));
+    }
+
+    #[test]
+    fn cli_is_consistent_and_run_is_the_default() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["producer", "--symbols", "btcusdt,ARBUSDT"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.symbols, vec!["btcusdt", "ARBUSDT"]);
+        assert_eq!(cli.run.rotate_after, Duration::from_secs(84_600));
+        let cli = Cli::try_parse_from(["producer", "decode", "--time-unit", "us"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Decode(DecodeArgs {
+                time_unit: FrameTimeUnit::Us
+            }))
+        ));
+    }
+
+    #[test]
+    fn help_names_the_environment_variables() {
+        let help = Cli::command().render_long_help().to_string();
+        for env in [
+            "GCP_PROJECT",
+            "PUBSUB_ENDPOINT",
+            "TRADE_TOPIC",
+            "GAP_TOPIC",
+            "SYMBOLS",
+            "BINANCE_WS_URL",
+            "BINANCE_REST_URL",
+            "METRICS_ADDR",
+            "LOG_FORMAT",
+        ] {
+            assert!(help.contains(env), "{env} missing from --help");
+        }
+    }
+}

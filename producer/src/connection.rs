@@ -1,0 +1,314 @@
+//! One websocket connection: connect (with backoff inside the attempt budget), read, parse, and
+//! report to the hub. The I/O task of the producer; decisions live in the supervisor.
+//!
+//! The task connects to one combined stream for every configured symbol with
+//! `timeUnit=MICROSECOND`, retrying failed attempts with capped, jittered exponential backoff
+//! and never beyond the shared [`AttemptBudget`]. Once connected it parses each text frame where
+//! it was read (so parsing is spread over connections and off the hub) and sends a
+//! [`ConnEvent`] per frame over a bounded channel: when the hub is slow the socket is not read,
+//! which is the backpressure we want.
+//!
+//! Pings: tungstenite queues a pong carrying the ping's payload as soon as it reads a ping and
+//! flushes it on the next read, which is what Binance requires (`shared/BINANCE.md`: "the pong
+//! must echo the payload"); the integration tests run the simulator with a short pong timeout to
+//! hold us to it.
+//!
+//! HTTP 451 on the upgrade is fatal ([`ConnEvent::Fatal`]): no retry can fix a restricted
+//! location.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use binance::{Frame, FrameContext, ParseError, TimeUnit, parse_frame};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::sync::CancellationToken;
+use trade_proto::Trade;
+
+use crate::metrics::Metrics;
+use crate::reconnect::{AttemptBudget, Backoff, wait_before_attempt};
+use crate::supervisor::ConnId;
+
+/// What a connection tells the hub.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// The handshake completed.
+    Opened {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// A trade of configured symbol number `sym`.
+    Trade {
+        /// The connection.
+        conn: ConnId,
+        /// Index of the symbol.
+        sym: usize,
+        /// The trade (`source` = stream).
+        trade: Trade,
+    },
+    /// A frame that is not a trade (ping, control reply, other event): the socket is alive.
+    Alive {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Binance announced it will close this connection.
+    ServerShutdown {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// A frame that could not be parsed.
+    Malformed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        error: ParseError,
+    },
+    /// The connection ended (the task exits after this).
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// An error no reconnect can fix (HTTP 451): the producer must stop and say why.
+    Fatal {
+        /// The connection.
+        conn: ConnId,
+        /// What it means and what to change.
+        error: String,
+    },
+}
+
+/// What every connection needs.
+#[derive(Debug)]
+pub struct ConnectionSpec {
+    /// The full URL: `{base}/stream?streams=a@trade/b@trade&timeUnit=MICROSECOND`.
+    pub url: String,
+    /// Upper-case symbol to index.
+    pub symbols: HashMap<String, usize>,
+    /// Handshake timeout.
+    pub connect_timeout: Duration,
+    /// First retry delay.
+    pub backoff_min: Duration,
+    /// Cap on the retry delay.
+    pub backoff_max: Duration,
+}
+
+/// The combined-stream URL for `symbols` on `base` (e.g. `wss://data-stream.binance.vision`).
+pub fn stream_url(base: &str, symbols: &[String]) -> String {
+    let streams: Vec<String> = symbols
+        .iter()
+        .map(|s| format!("{}@trade", s.to_ascii_lowercase()))
+        .collect();
+    format!(
+        "{}/stream?streams={}&timeUnit={}",
+        base.trim_end_matches('/'),
+        streams.join("/"),
+        TimeUnit::Microsecond.as_param()
+    )
+}
+
+/// The message for HTTP 451 on the websocket upgrade.
+pub fn geo_blocked_message(url: &str, body: &str) -> String {
+    format!(
+        "HTTP 451 from {url}: Binance refuses connections from restricted locations, including \
+         the United States and US cloud regions (Binance said: {body}). Reconnecting cannot help. \
+         Fix: run the producer from a region Binance serves (a GCP region outside the US, e.g. \
+         asia-northeast1) and use the market-data hosts (BINANCE_WS_URL=wss://data-stream.binance.vision)."
+    )
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Attempt {
+    Connected(Box<Ws>),
+    Retry(String),
+    Fatal(String),
+}
+
+async fn attempt(spec: &ConnectionSpec) -> Attempt {
+    match tokio::time::timeout(
+        spec.connect_timeout,
+        tokio_tungstenite::connect_async(spec.url.as_str()),
+    )
+    .await
+    {
+        Err(_) => Attempt::Retry(format!(
+            "handshake timed out after {:?}",
+            spec.connect_timeout
+        )),
+        Ok(Ok((ws, resp))) => {
+            if let Some(id) = resp.headers().get("x-sim-connection-id") {
+                tracing::debug!(server_connection = ?id, "simulator connection id");
+            }
+            Attempt::Connected(Box::new(ws))
+        }
+        Ok(Err(tungstenite::Error::Http(resp))) if resp.status().as_u16() == 451 => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Attempt::Fatal(geo_blocked_message(&spec.url, &body))
+        }
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            Attempt::Retry(format!("upgrade refused with HTTP {}", resp.status()))
+        }
+        Ok(Err(e)) => Attempt::Retry(e.to_string()),
+    }
+}
+
+/// Runs connection `conn` until it closes or `cancel` fires; always ends with
+/// [`ConnEvent::Closed`] or [`ConnEvent::Fatal`].
+pub async fn run_connection(
+    conn: ConnId,
+    spec: Arc<ConnectionSpec>,
+    budget: Arc<Mutex<AttemptBudget>>,
+    events: mpsc::Sender<ConnEvent>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(spec.backoff_min, spec.backoff_max);
+    let ws = loop {
+        let wait = {
+            let mut b = budget.lock().expect("attempt budget lock");
+            wait_before_attempt(&mut backoff, &mut b, Instant::now(), rand::random::<f64>())
+        };
+        if !wait.is_zero() {
+            tracing::debug!(conn, ?wait, "waiting before the next connection attempt");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = events.send(ConnEvent::Closed { conn, reason: "cancelled before connecting".into() }).await;
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+        budget
+            .lock()
+            .expect("attempt budget lock")
+            .record(Instant::now());
+        let result = tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = events.send(ConnEvent::Closed { conn, reason: "cancelled while connecting".into() }).await;
+                return;
+            }
+            r = attempt(&spec) => r,
+        };
+        match result {
+            Attempt::Connected(ws) => break ws,
+            Attempt::Fatal(error) => {
+                tracing::error!(conn, %error, "cannot connect to Binance");
+                let _ = events.send(ConnEvent::Fatal { conn, error }).await;
+                return;
+            }
+            Attempt::Retry(error) => {
+                metrics.connect_failures.inc();
+                backoff.failed();
+                tracing::warn!(conn, failures = backoff.failures(), %error, "connection attempt failed");
+            }
+        }
+    };
+    let mut ws = *ws;
+    tracing::info!(conn, url = %spec.url, "connected");
+    if events.send(ConnEvent::Opened { conn }).await.is_err() {
+        return;
+    }
+    let reason = read_loop(conn, &spec, &mut ws, &events, &cancel).await;
+    tracing::info!(conn, %reason, "connection ended");
+    let _ = events.send(ConnEvent::Closed { conn, reason }).await;
+}
+
+async fn read_loop(
+    conn: ConnId,
+    spec: &ConnectionSpec,
+    ws: &mut Ws,
+    events: &mpsc::Sender<ConnEvent>,
+    cancel: &CancellationToken,
+) -> String {
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                return "closed by the producer".into();
+            }
+            m = ws.next() => m,
+        };
+        let event = match msg {
+            None => return "end of stream".into(),
+            Some(Err(e)) => return format!("read error: {e}"),
+            Some(Ok(Message::Close(frame))) => {
+                return match frame {
+                    Some(f) => format!("closed by the server: {} {}", f.code, f.reason),
+                    None => "closed by the server".into(),
+                };
+            }
+            Some(Ok(Message::Text(text))) => {
+                let ctx = FrameContext {
+                    receive_time_us: now_us(),
+                    time_unit: TimeUnit::Microsecond,
+                };
+                match parse_frame(text.as_str(), &ctx) {
+                    Ok(Frame::Trade(trade)) => match spec.symbols.get(trade.symbol.as_str()) {
+                        Some(&sym) => ConnEvent::Trade { conn, sym, trade },
+                        None => ConnEvent::Alive { conn },
+                    },
+                    Ok(Frame::ServerShutdown { .. }) => ConnEvent::ServerShutdown { conn },
+                    Ok(_) => ConnEvent::Alive { conn },
+                    Err(error) => ConnEvent::Malformed { conn, error },
+                }
+            }
+            // Ping: tungstenite has queued the pong with the same payload; it goes out on the
+            // next read. Pong, binary and raw frames only prove the socket alive.
+            Some(Ok(_)) => ConnEvent::Alive { conn },
+        };
+        // Not cancellable: a frame that was read reaches the hub (which drains at shutdown).
+        let sent = events.send(event).await;
+        if sent.is_err() {
+            return "the producer stopped".into();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_combined_stream_in_microseconds() {
+        let url = stream_url(
+            "wss://data-stream.binance.vision/",
+            &["BTCUSDT".into(), "ARBUSDT".into()],
+        );
+        assert_eq!(
+            url,
+            "wss://data-stream.binance.vision/stream?streams=btcusdt@trade/arbusdt@trade&timeUnit=MICROSECOND"
+        );
+    }
+
+    #[test]
+    fn the_451_message_says_what_it_means_and_what_to_change() {
+        let m = geo_blocked_message("wss://x", "restricted location");
+        for needle in [
+            "451",
+            "restricted location",
+            "United States",
+            "BINANCE_WS_URL",
+            "region",
+        ] {
+            assert!(m.contains(needle), "{needle}: {m}");
+        }
+    }
+}

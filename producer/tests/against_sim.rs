@@ -1,0 +1,578 @@
+//! The producer end to end against the Binance simulator and the Pub/Sub emulator.
+//!
+//! Each test starts a simulator (127.0.0.1:0), runs the producer in-process against it and the
+//! emulator, injects a fault, stops the producer, drains the trade (and gap) subscriptions and
+//! compares the trade ids per symbol with the simulator's ground truth:
+//! - no duplicate on the topic (the emulator never fails a publish here, so none is expected);
+//! - the ids form one contiguous run from the first id the producer saw, i.e. nothing lost in
+//!   between, whatever the fault (ids from unrecoverable gaps are accounted for by gap records);
+//! - the run starts where the first connection started and reaches at least the last id the
+//!   simulator had produced shortly before the stop;
+//! - and the fault really happened (more connections, backfilled trades, gap records, ...).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use binance_sim::{FaultRequest, GroundTruth, Sim, SimConfig, SimHandle, StallRequest};
+use clap::Parser as _;
+use gcp::GcpTarget;
+use gcp::pubsub::{self, Admin, SubscriptionSpec};
+use pipeline_tests::{PROJECT, shared, unique_name};
+use producer::config::Cli;
+use producer::{RunReport, Running, Settings};
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+use trade_proto::{Gap, Trade};
+
+/// Log lines of every producer in this process (to check what the REST client saw).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let buf = buf.clone();
+            move || LogWriter(buf.clone())
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_writer(writer)
+            .with_ansi(false)
+            .try_init();
+        buf
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+impl Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        std::io::stderr().write_all(b)?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log_text() -> String {
+    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+}
+
+struct Env {
+    sim: SimHandle,
+    target: GcpTarget,
+    trade_topic: String,
+    gap_topic: String,
+    trade_sub: String,
+    gap_sub: String,
+}
+
+async fn env(config: SimConfig) -> Env {
+    logs();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let endpoints = shared();
+    let target = GcpTarget {
+        project: PROJECT.into(),
+        pubsub_endpoint: Some(endpoints.pubsub.clone()),
+        bigquery_endpoint: None,
+        bigquery_grpc_endpoint: None,
+    };
+    let (trade_topic, gap_topic) = (unique_name("trades"), unique_name("gaps"));
+    let (trade_sub, gap_sub) = (unique_name("trades_sub"), unique_name("gaps_sub"));
+    let admin = Admin::connect(&target).await.unwrap();
+    let spec = SubscriptionSpec {
+        ordering: false,
+        ..SubscriptionSpec::default()
+    };
+    admin.ensure_topic(&trade_topic).await.unwrap();
+    admin.ensure_topic(&gap_topic).await.unwrap();
+    admin
+        .ensure_subscription(&trade_sub, &trade_topic, &spec)
+        .await
+        .unwrap();
+    admin
+        .ensure_subscription(&gap_sub, &gap_topic, &spec)
+        .await
+        .unwrap();
+    let sim = Sim::start(config, "127.0.0.1:0").await.unwrap();
+    Env {
+        sim,
+        target,
+        trade_topic,
+        gap_topic,
+        trade_sub,
+        gap_sub,
+    }
+}
+
+impl Env {
+    /// Settings through the real command line, plus test-sized tuning `extra`.
+    fn settings(&self, extra: &[&str]) -> Settings {
+        let ws = self.sim.ws_base_url();
+        let rest = self.sim.rest_base_url();
+        let mut args = vec![
+            "producer",
+            "--project",
+            PROJECT,
+            "--pubsub-endpoint",
+            self.target.pubsub_endpoint.as_deref().unwrap(),
+            "--trade-topic",
+            &self.trade_topic,
+            "--gap-topic",
+            &self.gap_topic,
+            "--ws-url",
+            &ws,
+            "--rest-url",
+            &rest,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--gap-grace",
+            "500ms",
+            "--quiet-grace",
+            "1s",
+            "--reconnect-min",
+            "50ms",
+            "--reconnect-max",
+            "1s",
+            "--shutdown-deadline",
+            "10s",
+        ];
+        args.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(args).unwrap();
+        Settings::from_args(&cli.run).unwrap()
+    }
+
+    async fn start(&self, extra: &[&str]) -> (Running, CancellationToken) {
+        let stop = CancellationToken::new();
+        let running = producer::start(self.settings(extra), stop.clone())
+            .await
+            .unwrap();
+        (running, stop)
+    }
+}
+
+/// Pulls every message until the subscription stays quiet for `quiet`.
+async fn drain(
+    target: &GcpTarget,
+    sub: &str,
+    quiet: Duration,
+) -> Vec<(Vec<u8>, BTreeMap<String, String>, String)> {
+    let subscriber = pubsub::subscriber(target).await.unwrap();
+    let mut stream = subscriber
+        .subscribe(pubsub::subscription_path(PROJECT, sub))
+        .build();
+    let mut out = Vec::new();
+    while let Ok(next) = tokio::time::timeout(quiet, stream.next()).await {
+        let Some(next) = next else { break };
+        let (msg, handler) = next.expect("pull");
+        handler.ack();
+        out.push((
+            msg.data.to_vec(),
+            msg.attributes.into_iter().collect(),
+            msg.ordering_key,
+        ));
+    }
+    out
+}
+
+struct Drained {
+    trades: Vec<Trade>,
+    gaps: Vec<Gap>,
+}
+
+async fn drain_all(e: &Env) -> Drained {
+    let raw = drain(&e.target, &e.trade_sub, Duration::from_secs(4)).await;
+    let mut trades = Vec::new();
+    for (data, attrs, key) in raw {
+        let t = Trade::decode(data.as_slice()).unwrap();
+        t.validate().unwrap();
+        assert_eq!(attrs.get("symbol"), Some(&t.symbol));
+        assert_eq!(attrs.get("source"), Some(&t.source));
+        assert_eq!(key, t.symbol, "ordering key = symbol");
+        trades.push(t);
+    }
+    let gaps = drain(&e.target, &e.gap_sub, Duration::from_secs(2))
+        .await
+        .into_iter()
+        .map(|(d, _, _)| Gap::decode(d.as_slice()).unwrap())
+        .collect();
+    Drained { trades, gaps }
+}
+
+/// Runs the checks described in the module documentation; returns trades per source.
+fn check_against_truth(
+    d: &Drained,
+    first: &GroundTruth,
+    before_stop: &GroundTruth,
+    start_slack: u64,
+) -> BTreeMap<String, u64> {
+    let mut by_source = BTreeMap::new();
+    for t in &d.trades {
+        *by_source.entry(t.source.clone()).or_insert(0) += 1;
+    }
+    let first_conn = &first.connections[0];
+    for (symbol, truth) in &before_stop.symbols {
+        let ids: Vec<i64> = d
+            .trades
+            .iter()
+            .filter(|t| &t.symbol == symbol)
+            .map(|t| t.trade_id)
+            .collect();
+        let set: BTreeSet<i64> = ids.iter().copied().collect();
+        assert_eq!(set.len(), ids.len(), "{symbol}: duplicates on the topic");
+        let mut all = set.clone();
+        for g in d.gaps.iter().filter(|g| &g.symbol == symbol) {
+            for id in g.from_id..=g.to_id {
+                assert!(
+                    all.insert(id),
+                    "{symbol}: id {id} both published and in a gap record"
+                );
+            }
+        }
+        let (Some(&min), Some(&max)) = (all.first(), all.last()) else {
+            panic!("{symbol}: nothing published");
+        };
+        assert_eq!(
+            all.len() as i64,
+            max - min + 1,
+            "{symbol}: ids {min}..={max} are not contiguous: {} missing",
+            max - min + 1 - all.len() as i64
+        );
+        let expected_first = first_conn.symbols[symbol]
+            .first_expected_id
+            .expect("first connection subscribed") as i64;
+        assert!(
+            min >= expected_first && min <= expected_first + start_slack as i64,
+            "{symbol}: starts at {min}, the first connection at {expected_first}"
+        );
+        let last = truth.last_id.expect("the simulator produced trades") as i64;
+        assert!(
+            max >= last,
+            "{symbol}: ends at {max}, the simulator was at {last} before the stop"
+        );
+    }
+    by_source
+}
+
+async fn stop(running: Running, stop: CancellationToken) -> RunReport {
+    stop.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(30), running.wait())
+        .await
+        .expect("stops within the deadline")
+        .expect("clean stop");
+    assert!(report.unpublished.is_empty(), "{:?}", report.unpublished);
+    report
+}
+
+async fn wait_connected(r: &Running) {
+    for _ in 0..100 {
+        if r.health.ready().is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not ready within 10 s: {:?}", r.health.ready());
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let resp = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_flow_publishes_every_trade_once_with_health_and_metrics() {
+    let e = env(SimConfig::default()).await;
+    let (running, token) = e.start(&[]).await;
+    wait_connected(&running).await;
+    let first = e.sim.ground_truth();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (status, body) = http_get(running.metrics_addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    assert!(
+        metric(&metrics, "producer_trades_published_total") > 0.0,
+        "{metrics}"
+    );
+    let before = e.sim.ground_truth();
+    let report = stop(running, token).await;
+    let d = drain_all(&e).await;
+    let by_source = check_against_truth(&d, &first, &before, 0);
+    assert_eq!(by_source.get("backfill"), None, "no gap in a steady flow");
+    assert!(d.gaps.is_empty());
+    assert_eq!(report.trades_published as usize, d.trades.len());
+    e.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_disconnects_lose_nothing_thanks_to_backfill() {
+    let e = env(SimConfig::default()).await;
+    let (running, token) = e.start(&[]).await;
+    wait_connected(&running).await;
+    let first = e.sim.ground_truth();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        e.sim.drop_all_connections();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = e.sim.ground_truth();
+    stop(running, token).await;
+    let d = drain_all(&e).await;
+    assert!(
+        before.connections.len() >= 5,
+        "{} connections",
+        before.connections.len()
+    );
+    let by_source = check_against_truth(&d, &first, &before, 0);
+    assert!(
+        by_source.get("backfill").copied().unwrap_or(0) > 0,
+        "drops caused backfill"
+    );
+    assert!(d.gaps.is_empty(), "{:?}", d.gaps);
+    e.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_with_pings_is_detected_and_replaced_without_loss() {
+    let e = env(SimConfig::default()).await;
+    let (running, token) = e
+        .start(&["--watchdog-silence", "2s", "--socket-timeout", "4s"])
+        .await;
+    wait_connected(&running).await;
+    let first = e.sim.ground_truth();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    e.sim
+        .stall(StallRequest {
+            with_pings: true,
+            duration_secs: None,
+            connection: None,
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let before = e.sim.ground_truth();
+    let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    stop(running, token).await;
+    let d = drain_all(&e).await;
+    assert!(
+        metric(
+            &metrics,
+            r#"producer_reconnects_total{reason="symbol_silent"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
+    let by_source = check_against_truth(&d, &first, &before, 0);
+    assert!(
+        by_source.get("backfill").copied().unwrap_or(0) > 0,
+        "trades emitted during the stall came back through backfill"
+    );
+    e.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_before_the_age_limit_leaves_no_gap_and_no_duplicate() {
+    let config = SimConfig {
+        max_connection_age: Duration::from_secs(5),
+        ..SimConfig::default()
+    };
+    let e = env(config).await;
+    let (running, token) = e.start(&["--rotate-after", "2s"]).await;
+    wait_connected(&running).await;
+    let first = e.sim.ground_truth();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let before = e.sim.ground_truth();
+    let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    stop(running, token).await;
+    let d = drain_all(&e).await;
+    assert!(
+        metric(&metrics, r#"producer_reconnects_total{reason="rotation"}"#) >= 3.0,
+        "{metrics}"
+    );
+    for c in &before.connections {
+        assert_ne!(
+            c.close_reason.as_deref().map(|r| r.contains("age")),
+            Some(true),
+            "connection {} reached the server's age limit: {:?}",
+            c.id,
+            c.close_reason
+        );
+    }
+    let by_source = check_against_truth(&d, &first, &before, 0);
+    assert_eq!(
+        by_source.get("backfill"),
+        None,
+        "make-before-break needs no backfill"
+    );
+    assert_eq!(metric(&metrics, "producer_gaps_detected_total"), 0.0);
+    e.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_shutdown_is_answered_by_make_before_break() {
+    let config = SimConfig {
+        server_shutdown_grace: Duration::from_secs(2),
+        ..SimConfig::default()
+    };
+    let e = env(config).await;
+    let (running, token) = e.start(&[]).await;
+    wait_connected(&running).await;
+    let first = e.sim.ground_truth();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        e.sim.server_shutdown_now();
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before = e.sim.ground_truth();
+    let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    stop(running, token).await;
+    let d = drain_all(&e).await;
+    assert!(
+        metric(
+            &metrics,
+            r#"producer_reconnects_total{reason="server_shutdown"}"#
+        ) >= 2.0,
+        "{metrics}"
+    );
+    let by_source = check_against_truth(&d, &first, &before, 0);
+    assert_eq!(
+        by_source.get("backfill"),
+        None,
+        "make-before-break needs no backfill"
+    );
+    e.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_duplicated_and_reordered_frames_end_as_one_copy_of_each_trade() {
+    let e = env(SimConfig::default()).await;
+    let (running, token) = e.start(&[]).await;
+    wait_connected(&running).await;
+    let first = e.sim.ground_truth();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    e.sim
+        .apply_faults(FaultRequest {
+            malformed_ratio: Some(0.05),
+            duplicate_ratio: Some(0.05),
+            reorder_ratio: Some(0.05),
+            ..FaultRequest::default()
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    e.sim
+        .apply_faults(FaultRequest {
+            clear: true,
+            ..FaultRequest::default()
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = e.sim.ground_truth();
+    let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    stop(running, token).await;
+    let d = drain_all(&e).await;
+    assert!(metric(&metrics, "producer_malformed_frames_total") > 0.0);
+    assert!(metric(&metrics, "producer_duplicates_dropped_total") > 0.0);
+    let by_source = check_against_truth(&d, &first, &before, 10);
+    assert!(by_source.get("backfill").copied().unwrap_or(0) > 0);
+    assert!(d.gaps.is_empty(), "{:?}", d.gaps);
+    e.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_honours_429_and_418_and_still_fills_every_gap() {
+    let config = SimConfig {
+        // Two historicalTrades requests per 2-second window; the third earns a 429, and two
+        // 429s in a window a 2-second ban.
+        weight_limit: 50,
+        weight_window: Duration::from_secs(2),
+        ban_after_429s: 2,
+        ban_duration: Duration::from_secs(2),
+        ..SimConfig::default()
+    };
+    let e = env(config).await;
+    let (running, token) = e.start(&[]).await;
+    wait_connected(&running).await;
+    let first = e.sim.ground_truth();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        e.sim.drop_all_connections();
+    }
+    // Every gap of every symbol needs a request: give the budget time.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let before = e.sim.ground_truth();
+    stop(running, token).await;
+    let d = drain_all(&e).await;
+    let logs = log_text();
+    assert!(logs.contains("Binance answered 429"), "no 429 seen");
+    assert!(logs.contains("Binance answered 418"), "no 418 seen");
+    let by_source = check_against_truth(&d, &first, &before, 0);
+    assert!(by_source.get("backfill").copied().unwrap_or(0) > 0);
+    assert!(d.gaps.is_empty(), "{:?}", d.gaps);
+    e.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_blocking_is_a_clear_error_at_start_and_gap_records_during_backfill() {
+    // At start: the websocket upgrade answers 451 and the producer stops saying why.
+    let e = env(SimConfig::default()).await;
+    e.sim.set_geo_block(true);
+    let (running, _token) = e.start(&[]).await;
+    let err = tokio::time::timeout(Duration::from_secs(20), running.wait())
+        .await
+        .expect("stops")
+        .expect_err("451 is fatal");
+    let msg = format!("{err:#}");
+    for needle in ["451", "restricted location", "region", "BINANCE_WS_URL"] {
+        assert!(msg.contains(needle), "{needle}: {msg}");
+    }
+    e.sim.set_geo_block(false);
+
+    // Mid-run: the socket keeps working, REST is refused; lost frames become gap records.
+    let (running, token) = e.start(&[]).await;
+    wait_connected(&running).await;
+    let first = e.sim.ground_truth();
+    let first = GroundTruth {
+        connections: first
+            .connections
+            .into_iter()
+            .filter(|c| c.closed_at_ms.is_none())
+            .collect(),
+        ..first
+    };
+    e.sim.set_geo_block(true);
+    e.sim
+        .apply_faults(FaultRequest {
+            malformed_ratio: Some(0.1),
+            ..FaultRequest::default()
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    e.sim
+        .apply_faults(FaultRequest {
+            malformed_ratio: Some(0.0),
+            ..FaultRequest::default()
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = e.sim.ground_truth();
+    let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    stop(running, token).await;
+    let d = drain_all(&e).await;
+    assert!(!d.gaps.is_empty(), "lost frames must be reported");
+    for g in &d.gaps {
+        assert_eq!(g.reason, "geo_blocked_451");
+        assert_eq!(g.reporter, "producer");
+    }
+    assert!(metric(&metrics, "producer_gap_ids_unfilled_total") > 0.0);
+    check_against_truth(&d, &first, &before, 10);
+    e.sim.shutdown().await;
+}
