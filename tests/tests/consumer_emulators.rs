@@ -86,6 +86,10 @@ fn config(t: &GcpTarget, n: &Names, extra: &[&str]) -> Config {
         "--lease-extension=10s".into(),
         "--max-outstanding-messages=1000".into(),
     ];
+    // A flag in `extra` replaces the default above (clap refuses a flag given twice).
+    let flag = |a: &str| a.split('=').next().unwrap_or_default().to_owned();
+    let overridden: Vec<String> = extra.iter().map(|e| flag(e)).collect();
+    args.retain(|a| !overridden.contains(&flag(a)));
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     use clap::Parser as _;
     Config::try_parse_from(args).unwrap()
@@ -93,6 +97,9 @@ fn config(t: &GcpTarget, n: &Names, extra: &[&str]) -> Config {
 
 /// Topics, subscriptions (10 s ack deadline, so redeliveries come quickly) and tables.
 async fn set_up(t: &GcpTarget, n: &Names) {
+    // bqemulator (DuckDB) fails DDL run concurrently from several tests: one at a time.
+    static DDL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = DDL.lock().await;
     let admin = Admin::connect(t).await.unwrap();
     let spec = SubscriptionSpec {
         ack_deadline_secs: 10,
