@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stream trades from Binance to Pub/Sub (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Read raw Binance frames from stdin (one per line, raw or combined) and print the Trade
     /// each becomes as one JSON object per line. Bad lines are reported on stderr with their
     /// line number and the reason; the rest still flow.

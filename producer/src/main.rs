@@ -48,7 +48,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(Command::Run(args)) => serve(args),
+        Some(Command::Run(args)) => serve(*args),
         None => serve(cli.run),
     }
 }

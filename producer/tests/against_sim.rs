@@ -317,7 +317,12 @@ async fn steady_flow_publishes_every_trade_once_with_health_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_disconnects_lose_nothing_thanks_to_backfill() {
-    let e = env(SimConfig::default()).await;
+    // Ten times Binance's rates, so a reconnect always misses trades.
+    let e = env(SimConfig {
+        rate_multiplier: 10.0,
+        ..SimConfig::default()
+    })
+    .await;
     let (running, token) = e.start(&[]).await;
     wait_connected(&running).await;
     let first = e.sim.ground_truth();
@@ -496,15 +501,34 @@ async fn backfill_honours_429_and_418_and_still_fills_every_gap() {
         weight_window: Duration::from_secs(2),
         ban_after_429s: 2,
         ban_duration: Duration::from_secs(2),
+        rate_multiplier: 10.0,
         ..SimConfig::default()
     };
     let e = env(config).await;
     let (running, token) = e.start(&[]).await;
     wait_connected(&running).await;
     let first = e.sim.ground_truth();
+    // Short stalls: the trades emitted meanwhile never reach the socket, so each stall leaves
+    // one gap per symbol, and each gap needs a historicalTrades request.
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        e.sim.drop_all_connections();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        e.sim
+            .stall(StallRequest {
+                with_pings: true,
+                duration_secs: Some(1.0),
+                connection: None,
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Another process on the same IP ignores 429s and gets the IP banned: the producer's
+        // next backfill request meets the 418 and must sit it out.
+        let url = format!(
+            "{}/api/v3/historicalTrades?symbol=BTCUSDT&limit=1",
+            e.sim.rest_base_url()
+        );
+        for _ in 0..6 {
+            let _ = reqwest::get(&url).await;
+        }
     }
     // Every gap of every symbol needs a request: give the budget time.
     tokio::time::sleep(Duration::from_secs(16)).await;
