@@ -260,6 +260,9 @@ fn check_against_truth(
 }
 
 async fn stop(running: Running, stop: CancellationToken) -> RunReport {
+    // Let the frames of the trades in the last ground-truth snapshot cross the socket: a stop
+    // ends reading, and what is still in flight then is not this run's to publish.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.cancel();
     let report = tokio::time::timeout(Duration::from_secs(30), running.wait())
         .await
