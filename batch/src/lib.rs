@@ -12,6 +12,7 @@
 //! - [`symbols`]: exchangeInfo -> dimension rows, row hash, the SCD type-2 diff.
 //! - [`trades`]: trade-id accounting for a day: check verdict and missing ranges.
 //! - [`sql`]: every statement (MERGEs and queries), built from validated values.
+//! - [`stage`]: klines as proto rows for the Storage Write API (staging table).
 //! - [`cli`]: the command line and its validation.
 //!
 //! I/O: [`agg_trades`] (first trade id of a day), [`run`] (the commands), [`progress`].
@@ -24,6 +25,7 @@ pub mod klines;
 pub mod progress;
 pub mod run;
 pub mod sql;
+pub mod stage;
 pub mod symbols;
 pub mod trades;
 

@@ -188,15 +188,10 @@ impl Batch {
                 "{symbol} {day}: Binance returned no klines; nothing loaded (the day's stored rows are kept)"
             );
         }
-        // At most 1440 rows (1m) for any interval of at most a day: one MERGE replaces the day.
-        debug_assert!(rows.len() <= sql::MAX_ROWS_PER_MERGE);
-        let statement = sql::klines_merge(&self.klines_table(symbol), symbol, day, &rows, now_us);
         let changed = self
-            .warehouse
-            .execute(&statement)
+            .replace_day(symbol, day, &rows, now_us)
             .await
-            .with_context(|| format!("loading klines of {symbol} for {day}"))?
-            .unwrap_or(0);
+            .with_context(|| format!("loading klines of {symbol} for {day}"))?;
         tracing::info!(symbol, day = %day, rows = rows.len(), changed, "klines loaded");
         Ok(KlinesLoaded {
             symbol: symbol.to_owned(),
@@ -204,6 +199,64 @@ impl Batch {
             rows: rows.len(),
             changed,
         })
+    }
+
+    /// Appends `rows` to a fresh staging table (Storage Write API), MERGEs them into the
+    /// symbol's table replacing `day`, drops the staging table. Returns the rows changed.
+    async fn replace_day(
+        &self,
+        symbol: &str,
+        day: Day,
+        rows: &[KlineRow],
+        now_us: i64,
+    ) -> anyhow::Result<i64> {
+        let project = self.warehouse.project().to_owned();
+        let name = format!(
+            "_stage_{}_{}_{}",
+            tables::klines_table(symbol),
+            day.to_string().replace('-', ""),
+            now_us
+        );
+        let spec = gcp::bigquery::schema::TableSpec {
+            dataset: self.datasets.dwh.clone(),
+            table: name.clone(),
+            fields: gcp::bigquery::schema::parse(tables::KLINES_SCHEMA)?,
+            partition_by_day: None,
+            cluster_by: vec![],
+        };
+        self.warehouse
+            .execute(&gcp::bigquery::schema::create_table_ddl(&project, &spec)?)
+            .await?;
+        let stage = self.table(&self.datasets.dwh, &name);
+        let result = async {
+            let writer = StorageWriter::connect(&self.target).await?;
+            writer
+                .append(
+                    &gcp::bigquery::table_path(&project, &self.datasets.dwh, &name),
+                    &crate::stage::descriptor(),
+                    crate::stage::encode(symbol, rows, now_us),
+                )
+                .await?;
+            let changed = self
+                .warehouse
+                .execute(&sql::klines_merge_from(
+                    &self.klines_table(symbol),
+                    &stage,
+                    day,
+                ))
+                .await?
+                .unwrap_or(0);
+            anyhow::Ok(changed)
+        }
+        .await;
+        if let Err(e) = self
+            .warehouse
+            .execute(&format!("DROP TABLE IF EXISTS {stage}"))
+            .await
+        {
+            tracing::warn!(error = %e, table = %stage, "could not drop the staging table");
+        }
+        result
     }
 
     /// `batch klines`: every symbol's day, `concurrency` symbols at a time.

@@ -1,28 +1,20 @@
 //! Every SQL statement the batch sends, built here from validated values (pure, unit-tested).
 //!
-//! Values are inlined as literals: decimals are validated [`Numeric`]s printed canonically,
+//! Values are inlined as literals: decimals are canonical [`crate::decimal::Numeric`] text,
 //! strings go through [`string_literal`], identifiers are validated at start-up
 //! ([`crate::cli::validate_identifier`]). Timestamps travel as integers and are converted with
 //! `TIMESTAMP_MILLIS`/`TIMESTAMP_MICROS`; reads cast NUMERIC to STRING and TIMESTAMP to Unix ms so
 //! that nothing goes through a float.
 //!
-//! Why literals and MERGE rather than the Storage Write API for klines and symbols: a MERGE is
-//! one atomic statement that both writes the new rows and removes what must go, it reports the
-//! affected row count, and bqemulator runs it unchanged. A day of 1-minute klines is ~250 KB of
-//! SQL, far under BigQuery's 1 MB limit on query text (BigQuery "Quotas and limits": maximum
-//! unresolved GoogleSQL query length 1 MB); [`MAX_ROWS_PER_MERGE`] keeps any interval under it.
+//! Klines are staged with the Storage Write API and merged from the staging table (see
+//! [`crate::stage`] for why); symbol rows (a handful) are inlined in their MERGE.
 
 use std::fmt::Write as _;
 
 use binance::IdRange;
 
 use crate::day::Day;
-use crate::decimal::Numeric;
-use crate::klines::KlineRow;
 use crate::symbols::{ScdPlan, SymbolRow};
-
-/// At most this many klines go into one MERGE (a 1m day is 1440; ~180 bytes each).
-pub const MAX_ROWS_PER_MERGE: usize = 4000;
 
 /// A GoogleSQL string literal: single-quoted, with `\`, `'` and control characters escaped.
 pub fn string_literal(s: &str) -> String {
@@ -50,10 +42,6 @@ pub fn table(project: &str, dataset: &str, table: &str) -> String {
     format!("`{project}.{dataset}.{table}`")
 }
 
-fn num(n: Numeric) -> String {
-    format!("CAST('{}' AS NUMERIC)", n.canonical())
-}
-
 fn num_str(s: &str) -> String {
     // Only ever called with canonical decimals from `SymbolRow`; quoted like any string.
     format!("CAST({} AS NUMERIC)", string_literal(s))
@@ -79,78 +67,34 @@ const KLINE_VALUE_COLS: [&str; 9] = [
     "taker_buy_quote_volume",
 ];
 
-/// Replaces `day`'s rows of a klines table with `rows`, atomically, touching only what differs:
-/// an identical rerun affects 0 rows (and keeps `loaded_at`), a changed minute is updated, a new
-/// one inserted, and a stored minute Binance no longer returns is deleted. Rows outside `day`
-/// are never touched. `rows` must be non-empty and inside `day`.
-pub fn klines_merge(
-    table: &str,
-    symbol: &str,
-    day: Day,
-    rows: &[KlineRow],
-    loaded_at_us: i64,
-) -> String {
-    let mut src = String::with_capacity(rows.len() * 200);
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 {
-            src.push_str(",\n");
-        }
-        let vals = [
-            r.open_time_ms.to_string(),
-            r.close_time_ms.to_string(),
-            num(r.open),
-            num(r.high),
-            num(r.low),
-            num(r.close),
-            num(r.volume),
-            num(r.quote_volume),
-            r.trade_count.to_string(),
-            num(r.taker_buy_base_volume),
-            num(r.taker_buy_quote_volume),
-        ];
-        if i == 0 {
-            let names = ["o", "c"].iter().chain(KLINE_VALUE_COLS.iter());
-            let named: Vec<String> = vals
-                .iter()
-                .zip(names)
-                .map(|(v, n)| format!("{v} AS {n}"))
-                .collect();
-            let _ = write!(src, "STRUCT({})", named.join(", "));
-        } else {
-            let _ = write!(src, "STRUCT({})", vals.join(", "));
-        }
-    }
-    let changed: Vec<String> = KLINE_VALUE_COLS
+/// Replaces `day`'s rows of a klines table with the rows of a staging table (same schema),
+/// atomically and touching only what differs: an identical rerun
+/// affects 0 rows (and keeps `loaded_at`), a changed minute is updated, a new one inserted, a
+/// stored minute Binance no longer returns deleted. Rows outside `day` are never touched.
+pub fn klines_merge_from(table: &str, stage: &str, day: Day) -> String {
+    let cols: Vec<&str> = KLINE_VALUE_COLS
         .iter()
-        .chain(["close_time"].iter())
-        .map(|c| format!("t.{c} != s.{c}"))
+        .copied()
+        .chain(["close_time"])
         .collect();
-    let set: Vec<String> = KLINE_VALUE_COLS
-        .iter()
-        .chain(["close_time"].iter())
-        .map(|c| format!("{c} = s.{c}"))
-        .collect();
-    let cols = format!(
-        "symbol, open_time, close_time, {}",
-        KLINE_VALUE_COLS.join(", ")
-    );
-    let s_cols = format!(
-        "s.symbol, s.open_time, s.close_time, {}",
-        KLINE_VALUE_COLS
-            .iter()
+    let changed: Vec<String> = cols.iter().map(|c| format!("t.{c} != s.{c}")).collect();
+    let set: Vec<String> = cols.iter().map(|c| format!("{c} = s.{c}")).collect();
+    let all = format!("symbol, open_time, {}, loaded_at", cols.join(", "));
+    let s_all = format!(
+        "s.symbol, s.open_time, {}, s.loaded_at",
+        cols.iter()
             .map(|c| format!("s.{c}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
     format!(
         "MERGE {table} t\n\
-         USING (SELECT {sym} AS symbol, TIMESTAMP_MILLIS(o) AS open_time, TIMESTAMP_MILLIS(c) AS close_time, {vals} FROM UNNEST([\n{src}\n])) s\n\
+         USING (SELECT * FROM {stage} WHERE {in_day_s}) s\n\
          ON t.open_time = s.open_time AND {in_day_t}\n\
-         WHEN MATCHED AND ({changed}) THEN UPDATE SET {set}, loaded_at = TIMESTAMP_MICROS({loaded_at_us})\n\
-         WHEN NOT MATCHED BY TARGET THEN INSERT ({cols}, loaded_at) VALUES ({s_cols}, TIMESTAMP_MICROS({loaded_at_us}))\n\
+         WHEN MATCHED AND ({changed}) THEN UPDATE SET {set}, loaded_at = s.loaded_at\n\
+         WHEN NOT MATCHED BY TARGET THEN INSERT ({all}) VALUES ({s_all})\n\
          WHEN NOT MATCHED BY SOURCE AND {in_day_t} THEN DELETE",
-        sym = string_literal(symbol),
-        vals = KLINE_VALUE_COLS.join(", "),
+        in_day_s = day_filter("open_time", day),
         in_day_t = day_filter("t.open_time", day),
         changed = changed.join(" OR "),
         set = set.join(", "),
@@ -374,37 +318,10 @@ mod tests {
         assert_eq!(string_literal("x\u{1}"), r"'x\u0001'");
     }
 
-    fn kline(open: i64) -> KlineRow {
-        let n = |s| Numeric::parse("x", s).unwrap();
-        KlineRow {
-            open_time_ms: open,
-            close_time_ms: open + 59_999,
-            open: n("1.50000000"),
-            high: n("2"),
-            low: n("1"),
-            close: n("1.5"),
-            volume: n("0"),
-            quote_volume: n("0"),
-            trade_count: 0,
-            taker_buy_base_volume: n("0"),
-            taker_buy_quote_volume: n("0"),
-        }
-    }
-
     #[test]
-    fn klines_merge_names_the_first_struct_and_bounds_the_delete_to_the_day() {
+    fn klines_merge_bounds_the_delete_to_the_day() {
         let day: Day = "2026-01-31".parse().unwrap();
-        let rows = vec![kline(day.start_ms()), kline(day.start_ms() + 60_000)];
-        let sql = klines_merge("`p.dwh.klines_btcusdt`", "BTCUSDT", day, &rows, 7);
-        assert!(
-            sql.contains(&format!("STRUCT({} AS o, ", day.start_ms())),
-            "{sql}"
-        );
-        assert!(
-            sql.contains(&format!("STRUCT({}, ", day.start_ms() + 60_000)),
-            "{sql}"
-        );
-        assert!(sql.contains("CAST('1.5' AS NUMERIC) AS open"), "{sql}");
+        let sql = klines_merge_from("`p.dwh.klines_btcusdt`", "`p.dwh._stage`", day);
         let delete = sql.lines().last().unwrap();
         assert_eq!(
             delete,
@@ -414,17 +331,14 @@ mod tests {
                 day.end_ms()
             )
         );
-        assert!(sql.contains("loaded_at = TIMESTAMP_MICROS(7)"));
-    }
-
-    #[test]
-    fn a_day_of_klines_fits_the_query_length_limit() {
-        let day: Day = "2026-01-31".parse().unwrap();
-        let rows: Vec<KlineRow> = (0..1440)
-            .map(|i| kline(day.start_ms() + i * 60_000))
-            .collect();
-        let sql = klines_merge("`p.dwh.klines_btcusdt`", "BTCUSDT", day, &rows, 7);
-        assert!(sql.len() < 1_000_000, "{} bytes", sql.len());
+        assert!(
+            sql.contains("USING (SELECT * FROM `p.dwh._stage` WHERE open_time >= "),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("WHEN MATCHED AND (t.open != s.open OR "),
+            "{sql}"
+        );
     }
 
     #[test]
