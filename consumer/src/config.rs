@@ -26,7 +26,7 @@ pub enum LogFormat {
 /// topic with a `reason` attribute. SIGTERM stops pulling, flushes the open batch, acks what
 /// landed and exits 0 within --shutdown-deadline.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "consumer", version, about, long_about)]
+#[command(name = "consumer", version = build_info::VERSION, about, long_about)]
 pub struct Config {
     /// Google Cloud project that owns the subscriptions, topics and datasets.
     #[arg(long, env = "GCP_PROJECT")]

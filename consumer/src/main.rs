@@ -33,6 +33,7 @@ fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logging(config.log_format);
+    build_info::log_start("consumer");
     config.validate()?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone())?;
