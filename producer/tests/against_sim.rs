@@ -296,7 +296,14 @@ fn metric(text: &str, prefix: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_flow_publishes_every_trade_once_with_health_and_metrics() {
-    let e = env(SimConfig::default()).await;
+    // Pings every second, and a connection that leaves one unanswered for 3 s is cut: the
+    // single connection surviving the run proves the pongs.
+    let e = env(SimConfig {
+        ping_interval: Duration::from_secs(1),
+        pong_timeout: Duration::from_secs(3),
+        ..SimConfig::default()
+    })
+    .await;
     let (running, token) = e.start(&[]).await;
     wait_connected(&running).await;
     let first = e.sim.ground_truth();
@@ -311,6 +318,8 @@ async fn steady_flow_publishes_every_trade_once_with_health_and_metrics() {
     let before = e.sim.ground_truth();
     let report = stop(running, token).await;
     let d = drain_all(&e).await;
+    assert_eq!(before.connections.len(), 1, "one connection, never cut");
+    assert_eq!(before.connections[0].closed_at_ms, None);
     let by_source = check_against_truth(&d, &first, &before, 0);
     assert_eq!(by_source.get("backfill"), None, "no gap in a steady flow");
     assert!(d.gaps.is_empty());
