@@ -13,7 +13,7 @@ pub const DEFAULT_SYMBOLS: &str = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT";
 #[derive(Debug, Parser)]
 #[command(
     name = "batch",
-    version,
+    version = build_info::VERSION,
     about = "Daily batch of the Binance pipeline: klines, symbol history (SCD type 2), checks and trade reconciliation in BigQuery",
     long_about = "Daily batch of the Binance pipeline.\n\n\
         Per symbol, for one UTC day: `symbols` keeps the symbol metadata from Binance's exchangeInfo \
@@ -81,6 +81,15 @@ pub struct Global {
     /// shared by all of them.
     #[arg(long, env = "BATCH_CONCURRENCY", global = true, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub concurrency: u16,
+    /// Where to serve /healthz and Prometheus /metrics (REST weight used) while the batch runs.
+    /// A port already in use only logs a warning: parallel runs on one host must not fail.
+    #[arg(
+        long,
+        env = "METRICS_ADDR",
+        global = true,
+        default_value = "0.0.0.0:9102"
+    )]
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// The commands.

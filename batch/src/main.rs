@@ -36,6 +36,7 @@ fn init_logging(format: &str) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.global.log_format);
+    build_info::log_start("batch");
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -58,6 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         base_url: g.binance_rest_url.clone(),
         ..RestConfig::default()
     })?;
+    serve_metrics(g.metrics_addr, rest.clone()).await;
     let batch = Batch {
         rest,
         probe: batch::agg_trades::FirstTradeProbe::new(&g.binance_rest_url)?,
@@ -146,4 +148,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Serves `/healthz` and `/metrics` for the life of the process: the REST weight Binance reports
+/// (`X-MBX-USED-WEIGHT-1M`) and our own budget's view of it, read at scrape time.
+async fn serve_metrics(addr: std::net::SocketAddr, rest: RestClient) {
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(error) => {
+            tracing::warn!(%addr, %error, "metrics endpoint not served");
+            return;
+        }
+    };
+    let used = Gauge::<i64>::default();
+    let budget = Gauge::<i64>::default();
+    let mut registry = Registry::default();
+    registry.register(
+        "batch_rest_used_weight",
+        "Last X-MBX-USED-WEIGHT-1M reported by Binance",
+        used.clone(),
+    );
+    registry.register(
+        "batch_rest_budget_used",
+        "Request weight our budget counts in the current minute",
+        budget.clone(),
+    );
+    let registry = std::sync::Arc::new(registry);
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                used.set(i64::from(rest.used_weight()));
+                budget.set(i64::from(rest.budget_used()));
+                async move {
+                    let mut body = String::new();
+                    match prometheus_client::encoding::text::encode(&mut body, &registry) {
+                        Ok(()) => (axum::http::StatusCode::OK, body),
+                        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "metrics endpoint stopped");
+        }
+    });
 }

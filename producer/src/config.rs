@@ -24,7 +24,7 @@ pub const DEFAULT_SYMBOLS: &str = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT";
 /// Without a subcommand, `run` is assumed. Every flag can also be set through the environment
 /// variable shown in brackets.
 #[derive(Debug, Parser)]
-#[command(name = "producer", version, args_conflicts_with_subcommands = true)]
+#[command(name = "producer", version = build_info::VERSION, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// What to do (default: run).
     #[command(subcommand)]

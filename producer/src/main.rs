@@ -55,6 +55,7 @@ fn main() -> ExitCode {
 
 fn serve(args: producer::config::RunArgs) -> ExitCode {
     init_logging(args.log_format);
+    build_info::log_start("producer");
     // The dependency graph compiles two rustls crypto providers; pick one for wss://.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Runtime::new() {
