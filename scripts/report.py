@@ -69,7 +69,7 @@ def main() -> int:
     ap.add_argument("--bq", required=True, help="bqemulator REST endpoint http://HOST:PORT")
     ap.add_argument("--project", default="local-project")
     ap.add_argument("--out", required=True, type=Path, help="directory for report.md and report.png")
-    ap.add_argument("--consumer-metrics", help="the consumer's /metrics URL, for BigQuery latency")
+    ap.add_argument("--consumer-metrics", help="the consumer's /metrics URL or a file scraped from it, for BigQuery latency")
     ap.add_argument("--latency-metric", default="consumer_exchange_to_bigquery_seconds",
                     help="histogram name of trade time to append acknowledged")
     args = ap.parse_args()
@@ -111,8 +111,12 @@ def main() -> int:
     bq_q = {"p50": None, "p95": None, "p99": None}
     if args.consumer_metrics:
         try:
-            with urllib.request.urlopen(args.consumer_metrics, timeout=5) as resp:
-                bq_q = histogram_quantiles(resp.read().decode(), args.latency_metric)
+            if args.consumer_metrics.startswith("http"):
+                with urllib.request.urlopen(args.consumer_metrics, timeout=5) as resp:
+                    text = resp.read().decode()
+            else:  # a file scraped before the consumer stopped
+                text = Path(args.consumer_metrics).read_text()
+            bq_q = histogram_quantiles(text, args.latency_metric)
         except OSError as e:
             print(f"consumer metrics unavailable: {e}")
     print(f"exchange -> BigQuery latency (s, bucket bounds): {bq_q}")
