@@ -88,9 +88,9 @@ def main() -> int:
         FROM `{p}.market.trades_raw` WHERE source = 'stream'"""))
 
     ok = True
-    lines = ["| symbol | sent by sim (ids) | landed (view) | holes | raw rows | duplicates suppressed | backfilled |",
+    lines = ["| symbol | produced by sim during the run (ids) | landed (view) | holes | raw rows | duplicates suppressed | backfilled |",
              "|---|---|---|---|---|---|---|"]
-    print(f"{'symbol':10} {'sent (sim ids)':>28} {'landed':>8} {'holes':>6} {'raw':>8} {'dups':>6} {'backfill':>8}")
+    print(f"{'symbol':10} {'produced by sim (run)':>28} {'landed':>8} {'holes':>6} {'raw':>8} {'dups':>6} {'backfill':>8}")
     for sym, t in sorted(truth["symbols"].items()):
         l, r = landed.get(sym), raw.get(sym)
         n = int(l["n"]) if l else 0
