@@ -28,6 +28,14 @@ use crate::sql;
 use crate::symbols::{self, SymbolRow};
 use crate::trades::{self, Expected, Held};
 
+/// One BigQuery load (staging DDL + Storage Write append + MERGE + DROP) at a time per process,
+/// while Binance fetches run `concurrency` wide. Why: bqemulator deadlocks when appends and DDL
+/// of several loads interleave (seen: every request hangs from the first four concurrent loads);
+/// one load takes ~0.3 s there, so a month of four symbols still loads in under a minute. In
+/// BigQuery, loads of different tables could run together; this gate costs little next to the
+/// REST side.
+static LOAD_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Trades per `historicalTrades` walk before appending (bounds memory: ~100 bytes a trade).
 const FETCH_CHUNK: i64 = 50_000;
 /// Rows per AppendRows request: ~100 bytes a Trade, far under the 10 MB request limit
@@ -210,6 +218,7 @@ impl Batch {
         rows: &[KlineRow],
         now_us: i64,
     ) -> anyhow::Result<i64> {
+        let _gate = LOAD_GATE.acquire().await?;
         let project = self.warehouse.project().to_owned();
         let name = format!(
             "_stage_{}_{}_{}",
