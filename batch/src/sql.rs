@@ -42,9 +42,11 @@ pub fn table(project: &str, dataset: &str, table: &str) -> String {
     format!("`{project}.{dataset}.{table}`")
 }
 
+/// `NUMERIC(38, 9)` rather than a bare `NUMERIC`: the same type in BigQuery, but bqemulator
+/// turns a bare NUMERIC into DuckDB's DECIMAL(18, 3) and would round a tick of 0.00001 to 0.
 fn num_str(s: &str) -> String {
     // Only ever called with canonical decimals from `SymbolRow`; quoted like any string.
-    format!("CAST({} AS NUMERIC)", string_literal(s))
+    format!("CAST({} AS NUMERIC(38, 9))", string_literal(s))
 }
 
 fn day_filter(col: &str, day: Day) -> String {
@@ -154,7 +156,7 @@ fn attr_values(r: Option<&SymbolRow>) -> Vec<String> {
             .map(|c| match *c {
                 "base_asset_precision" | "quote_asset_precision" => "CAST(NULL AS INT64)".into(),
                 "tick_size" | "min_price" | "max_price" | "step_size" | "min_qty" | "max_qty"
-                | "min_notional" | "max_notional" => "CAST(NULL AS NUMERIC)".into(),
+                | "min_notional" | "max_notional" => "CAST(NULL AS NUMERIC(38, 9))".into(),
                 "order_types" => "ARRAY<STRING>[]".into(),
                 _ => "CAST(NULL AS STRING)".into(),
             })
@@ -177,7 +179,7 @@ fn attr_values(r: Option<&SymbolRow>) -> Vec<String> {
         num_str(&r.min_notional),
         r.max_notional
             .as_deref()
-            .map_or("CAST(NULL AS NUMERIC)".into(), num_str),
+            .map_or("CAST(NULL AS NUMERIC(38, 9))".into(), num_str),
         format!("ARRAY<STRING>[{}]", types.join(", ")),
         string_literal(&r.permission_sets),
         string_literal(&r.row_hash),
