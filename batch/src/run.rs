@@ -305,6 +305,7 @@ impl Batch {
             .collect::<anyhow::Result<_>>()?;
         let plan = symbols::diff(&current, &fetched, &scope);
         if let Some(statement) = sql::scd_merge(&history, &plan, as_of_us) {
+            tracing::debug!(%statement, "SCD MERGE");
             let affected = self.warehouse.execute(&statement).await?.unwrap_or(0);
             if affected != plan.expected_affected() {
                 bail!(

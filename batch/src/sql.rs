@@ -42,11 +42,12 @@ pub fn table(project: &str, dataset: &str, table: &str) -> String {
     format!("`{project}.{dataset}.{table}`")
 }
 
-/// `NUMERIC(38, 9)` rather than a bare `NUMERIC`: the same type in BigQuery, but bqemulator
-/// turns a bare NUMERIC into DuckDB's DECIMAL(18, 3) and would round a tick of 0.00001 to 0.
+/// Decimals travel as STRING in the MERGE source and become NUMERIC in the INSERT/UPDATE through
+/// [`value`] (`PARSE_NUMERIC`): exact in BigQuery, and bqemulator rounds NUMERIC casts inside
+/// such sources to three decimals (0.00001 became 0).
 fn num_str(s: &str) -> String {
     // Only ever called with canonical decimals from `SymbolRow`; quoted like any string.
-    format!("CAST({} AS NUMERIC(38, 9))", string_literal(s))
+    string_literal(s)
 }
 
 fn day_filter(col: &str, day: Day) -> String {
@@ -156,7 +157,7 @@ fn attr_values(r: Option<&SymbolRow>) -> Vec<String> {
             .map(|c| match *c {
                 "base_asset_precision" | "quote_asset_precision" => "CAST(NULL AS INT64)".into(),
                 "tick_size" | "min_price" | "max_price" | "step_size" | "min_qty" | "max_qty"
-                | "min_notional" | "max_notional" => "CAST(NULL AS NUMERIC(38, 9))".into(),
+                | "min_notional" | "max_notional" => "CAST(NULL AS STRING)".into(),
                 "order_types" => "ARRAY<STRING>[]".into(),
                 _ => "CAST(NULL AS STRING)".into(),
             })
@@ -179,11 +180,31 @@ fn attr_values(r: Option<&SymbolRow>) -> Vec<String> {
         num_str(&r.min_notional),
         r.max_notional
             .as_deref()
-            .map_or("CAST(NULL AS NUMERIC(38, 9))".into(), num_str),
+            .map_or("CAST(NULL AS STRING)".into(), num_str),
         format!("ARRAY<STRING>[{}]", types.join(", ")),
         string_literal(&r.permission_sets),
         string_literal(&r.row_hash),
     ]
+}
+
+const DECIMAL_ATTRS: [&str; 8] = [
+    "tick_size",
+    "min_price",
+    "max_price",
+    "step_size",
+    "min_qty",
+    "max_qty",
+    "min_notional",
+    "max_notional",
+];
+
+/// `s.col` as the target column's type.
+fn value(c: &str) -> String {
+    if DECIMAL_ATTRS.contains(&c) {
+        format!("PARSE_NUMERIC(s.{c})")
+    } else {
+        format!("s.{c}")
+    }
 }
 
 fn named(vals: Vec<String>, names: &[&str]) -> String {
@@ -192,7 +213,7 @@ fn named(vals: Vec<String>, names: &[&str]) -> String {
         .zip(names)
         .map(|(v, n)| format!("{v} AS {n}"))
         .collect();
-    format!("STRUCT({})", v.join(", "))
+    format!("SELECT {}", v.join(", "))
 }
 
 /// Applies an [`ScdPlan`] to `scd.symbols_history` in one MERGE. Close entries carry the symbol
@@ -219,15 +240,15 @@ pub fn scd_merge(table: &str, plan: &ScdPlan, as_of_us: i64) -> Option<String> {
     }
     let src: Vec<String> = entries.into_iter().map(|v| named(v, &names)).collect();
     let cols = SYMBOL_ATTRS.join(", ");
-    let s_cols: Vec<String> = SYMBOL_ATTRS.iter().map(|c| format!("s.{c}")).collect();
+    let s_cols: Vec<String> = SYMBOL_ATTRS.iter().map(|c| value(c)).collect();
     Some(format!(
         "MERGE {table} t\n\
-         USING (SELECT * FROM UNNEST([\n{src}\n])) s\n\
+         USING (\n{src}\n) s\n\
          ON t.symbol = s.merge_key AND t.is_current AND t.row_hash = s.expect_hash AND t.valid_from <= TIMESTAMP_MICROS({as_of_us})\n\
          WHEN MATCHED THEN UPDATE SET valid_to = TIMESTAMP_MICROS({as_of_us}), is_current = FALSE\n\
          WHEN NOT MATCHED BY TARGET AND s.merge_key IS NULL THEN INSERT ({cols}, valid_from, valid_to, is_current) \
          VALUES ({s_cols}, TIMESTAMP_MICROS({as_of_us}), CAST(NULL AS TIMESTAMP), TRUE)",
-        src = src.join(",\n"),
+        src = src.join("\nUNION ALL\n"),
         s_cols = s_cols.join(", "),
     ))
 }
@@ -259,17 +280,17 @@ pub fn symbols_current_merge(
         .collect();
     let set: Vec<String> = SYMBOL_ATTRS[1..]
         .iter()
-        .map(|c| format!("{c} = s.{c}"))
+        .map(|c| format!("{c} = {}", value(c)))
         .collect();
-    let s_cols: Vec<String> = SYMBOL_ATTRS.iter().map(|c| format!("s.{c}")).collect();
+    let s_cols: Vec<String> = SYMBOL_ATTRS.iter().map(|c| value(c)).collect();
     format!(
         "MERGE {table} t\n\
-         USING (SELECT * FROM UNNEST([\n{src}\n])) s\n\
+         USING (\n{src}\n) s\n\
          ON t.symbol = s.symbol\n\
          WHEN MATCHED THEN UPDATE SET {set}, as_of = TIMESTAMP_MICROS({as_of_us})\n\
          WHEN NOT MATCHED BY TARGET THEN INSERT ({cols}, as_of) VALUES ({s_cols}, TIMESTAMP_MICROS({as_of_us}))\n\
          WHEN NOT MATCHED BY SOURCE AND t.symbol IN ({in_scope}) THEN DELETE",
-        src = src.join(",\n"),
+        src = src.join("\nUNION ALL\n"),
         set = set.join(", "),
         cols = SYMBOL_ATTRS.join(", "),
         s_cols = s_cols.join(", "),
@@ -353,7 +374,7 @@ mod tests {
         };
         let sql = scd_merge("`p.scd.h`", &plan, 5).unwrap();
         assert!(
-            sql.contains("STRUCT('A' AS merge_key, 'h-old' AS expect_hash"),
+            sql.contains("SELECT 'A' AS merge_key, 'h-old' AS expect_hash"),
             "{sql}"
         );
         assert!(sql.contains("valid_to = TIMESTAMP_MICROS(5), is_current = FALSE"));
