@@ -34,10 +34,10 @@ import shlex
 from datetime import datetime, timedelta, timezone
 
 try:  # Airflow 3
-    from airflow.sdk import DAG, task_group
+    from airflow.sdk import DAG, task, task_group
 except ImportError:  # Airflow 2
     from airflow import DAG
-    from airflow.decorators import task_group
+    from airflow.decorators import task, task_group
 
 try:  # Airflow 3 (and Airflow 2 with the standard provider)
     from airflow.providers.standard.operators.bash import BashOperator
@@ -63,7 +63,9 @@ DATASETS = {
 
 # The UTC day that ended: the data interval is [D 00:00, D+1 00:00) on both Airflow 2 and 3
 # (an explicit CronDataIntervalTimetable: Airflow 3's default cron timetable has no interval).
-DAY = "{{ data_interval_start | ds }}"
+# The `plan` task writes it into each step's arguments at run time: values reaching an operator
+# through task mapping are not rendered as Jinja templates.
+DAY = "{day}"
 
 # Per step: the batch arguments and how long one attempt may take. Timeouts are generous for a
 # day of four symbols (klines: two REST pages per symbol; reconcile: up to ~3M ids for BTCUSDT
@@ -76,11 +78,11 @@ STEPS = {
 }
 
 
-def batch_args(step: str, symbol: str) -> list[str]:
-    """The batch command line of one step for one symbol (datasets travel as flags)."""
+def batch_args(step: str, symbol: str, day: str) -> list[str]:
+    """The batch command line of one step for one symbol and day (datasets travel as flags)."""
     args, _ = STEPS[step]
     return [
-        *args,
+        *(a.format(day=day) for a in args),
         "--symbols",
         symbol,
         "--market-dataset",
@@ -92,11 +94,11 @@ def batch_args(step: str, symbol: str) -> list[str]:
     ]
 
 
-def step_argument(step: str, symbol: str):
-    """What the mapped operator receives: a shell command locally, Cloud Run overrides in GCP."""
-    args = batch_args(step, symbol)
+def step_argument(step: str, symbol: str, day: str):
+    """What a step's operator receives: a shell command locally, Cloud Run overrides in GCP."""
+    args = batch_args(step, symbol, day)
     if LOCAL_BINARY:
-        return " ".join(shlex.quote(a) if "{{" not in a else a for a in [LOCAL_BINARY, *args])
+        return " ".join(shlex.quote(a) for a in [LOCAL_BINARY, *args])
     return {
         "container_overrides": [{"args": args}],
         "task_count": 1,
@@ -151,15 +153,22 @@ with DAG(
     tags=["binance", "batch", "bigquery", "scd"],
 ) as dag:
 
+    @task(multiple_outputs=True, retries=0)
+    def plan(symbol: str, data_interval_start=None) -> dict:
+        """Every step's arguments for this symbol and the day that ended."""
+        day = data_interval_start.strftime("%Y-%m-%d")
+        return {step: step_argument(step, symbol, day) for step in STEPS}
+
     @task_group(group_id="symbol")
-    def per_symbol(scd, klines, reconcile, check):
-        """scd -> klines -> reconcile -> check for one symbol."""
+    def per_symbol(symbol):
+        """plan -> scd -> klines -> reconcile -> check for one symbol."""
+        p = plan(symbol)
         # One symbol at a time: every symbol MERGEs into scd.symbols_history.
-        s = make_step("scd", scd, max_active_tis_per_dagrun=1)
-        k = make_step("klines", klines)
-        r = make_step("reconcile", reconcile)
+        s = make_step("scd", p["scd"], max_active_tis_per_dagrun=1)
+        k = make_step("klines", p["klines"])
+        r = make_step("reconcile", p["reconcile"])
         # A failed check is a data problem, not a transient one: one retry only.
-        c = make_step("check", check, retries=1)
+        c = make_step("check", p["check"], retries=1)
         s >> k >> r >> c
 
-    per_symbol.expand_kwargs([{step: step_argument(step, symbol) for step in STEPS} for symbol in SYMBOLS])
+    per_symbol.expand(symbol=SYMBOLS)
