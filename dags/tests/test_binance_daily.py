@@ -145,10 +145,6 @@ def states(run) -> dict[str, str]:
     return out
 
 
-@pytest.mark.skip(
-    reason="at the end of session 1 `batch setup` exited 1 inside this test when run by scripts/test-dags "
-    "(passes for its author on their own emulator); re-enable once it passes under scripts/test"
-)
 def test_a_day_runs_end_to_end_then_a_broken_day_fails_at_the_check(stack, airflow_db, monkeypatch):
     suffix = secrets.token_hex(4)
     env = {
