@@ -18,7 +18,10 @@ use crate::dead_letter::PubsubDeadLetter;
 use crate::metrics::{self, Metrics};
 use crate::pipeline::{Backoff, Gaps, Pipeline, PipelineError, Settings, Trades};
 use crate::sink::BigQuerySink;
-use crate::source::{PubsubSource, PullSettings};
+use crate::source::{AckOnReceipt, PubsubSource, PullSettings};
+
+/// One pipeline's run, boxed so that the trade pipeline's source type may vary.
+type RunFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), PipelineError>> + Send>>;
 
 /// Extra time past the shutdown deadline before `run` gives up waiting for its tasks.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
@@ -58,7 +61,12 @@ pub async fn create_missing(config: &Config) -> anyhow::Result<()> {
     ] {
         admin.ensure_topic(topic).await?;
     }
-    let spec = gcp::pubsub::SubscriptionSpec::default();
+    // No ordered delivery, as in terraform/pubsub.tf: rows are keyed by (symbol, trade id), so
+    // order buys the consumer nothing, while it makes one stuck message hold back its symbol.
+    let spec = gcp::pubsub::SubscriptionSpec {
+        ordering: false,
+        ..Default::default()
+    };
     admin
         .ensure_subscription(&config.trade_subscription, &config.trade_topic, &spec)
         .await?;
@@ -121,16 +129,38 @@ pub async fn run_with_metrics(
 
     // Either pipeline failing stops both; the signal stops both.
     let stop = shutdown.child_token();
-    let trades = Pipeline::<Trades, _, _, _>::new(
-        pipeline_settings(&config, &config.trade_subscription),
-        PubsubSource::new(
-            subscriber.clone(),
-            pull_settings(&config, &config.trade_subscription),
-        ),
-        sink.clone(),
-        dead_letter.clone(),
-        metrics.clone(),
+    let trade_source = PubsubSource::new(
+        subscriber.clone(),
+        pull_settings(&config, &config.trade_subscription),
     );
+    let trade_settings = pipeline_settings(&config, &config.trade_subscription);
+    let trades: RunFuture = if config.unsafe_ack_on_receipt {
+        tracing::error!(
+            "--unsafe-ack-on-receipt: acking trades before BigQuery has them (fault injection; \
+             a crash now loses trades)"
+        );
+        Box::pin(
+            Pipeline::<Trades, _, _, _>::new(
+                trade_settings,
+                AckOnReceipt(trade_source),
+                sink.clone(),
+                dead_letter.clone(),
+                metrics.clone(),
+            )
+            .run(stop.clone()),
+        )
+    } else {
+        Box::pin(
+            Pipeline::<Trades, _, _, _>::new(
+                trade_settings,
+                trade_source,
+                sink.clone(),
+                dead_letter.clone(),
+                metrics.clone(),
+            )
+            .run(stop.clone()),
+        )
+    };
     let gaps = Pipeline::<Gaps, _, _, _>::new(
         pipeline_settings(&config, &config.gap_subscription),
         PubsubSource::new(subscriber, pull_settings(&config, &config.gap_subscription)),
@@ -139,7 +169,7 @@ pub async fn run_with_metrics(
         metrics.clone(),
     );
     tracing::info!(trades = %config.trade_subscription, gaps = %config.gap_subscription, dataset = %config.market_dataset, "consuming");
-    let spawn = |fut: std::pin::Pin<Box<dyn Future<Output = Result<(), PipelineError>> + Send>>| {
+    let spawn = |fut: RunFuture| {
         let stop = stop.clone();
         tokio::spawn(async move {
             let result = fut.await;
@@ -149,7 +179,7 @@ pub async fn run_with_metrics(
             result
         })
     };
-    let trades = spawn(Box::pin(trades.run(stop.clone())));
+    let trades = spawn(trades);
     let gaps = spawn(Box::pin(gaps.run(stop.clone())));
 
     let joined = async { (trades.await, gaps.await) };

@@ -132,6 +132,12 @@ pub struct Config {
     /// in the cloud Terraform owns them).
     #[arg(long, env = "CREATE_MISSING")]
     pub create_missing: bool,
+
+    /// FAULT INJECTION, never in production: ack each trade the moment it is pulled, before
+    /// BigQuery has it. The chaos test runs with it to prove that it detects the loss this causes
+    /// when the consumer is killed.
+    #[arg(long, hide = true)]
+    pub unsafe_ack_on_receipt: bool,
 }
 
 /// A setting that cannot work.

@@ -133,3 +133,41 @@ impl MessageSource for PubsubSource {
         self.stream.shutdown_token().shutdown().await;
     }
 }
+
+/// Settles nothing: the message was acked when it was pulled (see [`AckOnReceipt`]).
+#[derive(Debug)]
+pub struct AlreadyAcked;
+
+impl Ack for AlreadyAcked {
+    fn ack(self) {}
+    fn nack(self) {}
+}
+
+/// FAULT INJECTION (`--unsafe-ack-on-receipt`): acks every message as soon as it is pulled,
+/// before BigQuery has its row, which is exactly the bug that loses trades when the consumer
+/// dies with rows held. Exists so that the chaos test can prove it notices such a loss.
+pub struct AckOnReceipt<S>(pub S);
+
+impl<S: MessageSource> MessageSource for AckOnReceipt<S> {
+    type Ack = AlreadyAcked;
+
+    async fn next(&mut self) -> Result<Received<AlreadyAcked>, String> {
+        let m = self.0.next().await?;
+        m.ack.ack();
+        Ok(Received {
+            data: m.data,
+            attributes: m.attributes,
+            message_id: m.message_id,
+            ordering_key: m.ordering_key,
+            ack: AlreadyAcked,
+        })
+    }
+
+    async fn reconnect(&mut self) {
+        self.0.reconnect().await;
+    }
+
+    async fn shutdown(self) {
+        self.0.shutdown().await;
+    }
+}

@@ -344,3 +344,16 @@ fn keep_until_exit(mut pubsub: PubsubEmulator, mut bq: BigQueryEmulator) {
     groups.extend(pubsub.process.take());
     groups.extend(bq.process.take());
 }
+
+/// A decimal string without trailing fractional zeros ("91234.50000000" -> "91234.5",
+/// "1.000" -> "1"), so that Binance's fixed 8 decimals compare with BigQuery's NUMERIC text.
+pub fn normalise_decimal(decimal: &str) -> String {
+    if decimal.contains('.') {
+        decimal
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    } else {
+        decimal.to_owned()
+    }
+}

@@ -17,7 +17,7 @@ use gcp::bigquery::sql::Warehouse;
 use gcp::bigquery::tables::{self, Datasets};
 use gcp::pubsub::{self, Admin, Batching, SubscriptionSpec};
 use google_cloud_pubsub::model::Message;
-use pipeline_tests::{BigQueryEmulator, PROJECT, shared, unique_name};
+use pipeline_tests::{BigQueryEmulator, PROJECT, normalise_decimal, shared, unique_name};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use trade_proto::{Gap, Source, Trade};
@@ -163,17 +163,6 @@ fn trade_message(t: &Trade) -> Message {
 }
 
 /// BigQuery prints NUMERIC without trailing zeros.
-fn normalise(decimal: &str) -> String {
-    if decimal.contains('.') {
-        decimal
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_owned()
-    } else {
-        decimal.to_owned()
-    }
-}
-
 async fn count(w: &Warehouse, market: &str, table: &str) -> i64 {
     let rows = w
         .query(&format!(
@@ -216,8 +205,8 @@ async fn trades_in_view(w: &Warehouse, market: &str) -> Vec<Trade> {
         .map(|r| Trade {
             symbol: r.get("symbol").unwrap(),
             trade_id: r.get("trade_id").unwrap(),
-            price: normalise(&r.get::<String>("price").unwrap()),
-            quantity: normalise(&r.get::<String>("quantity").unwrap()),
+            price: normalise_decimal(&r.get::<String>("price").unwrap()),
+            quantity: normalise_decimal(&r.get::<String>("quantity").unwrap()),
             trade_time: r.get("trade_time").unwrap(),
             event_time: r.get("event_time").unwrap(),
             receive_time: r.get("receive_time").unwrap(),
@@ -229,8 +218,8 @@ async fn trades_in_view(w: &Warehouse, market: &str) -> Vec<Trade> {
 
 fn normalised(t: &Trade) -> Trade {
     Trade {
-        price: normalise(&t.price),
-        quantity: normalise(&t.quantity),
+        price: normalise_decimal(&t.price),
+        quantity: normalise_decimal(&t.quantity),
         ..t.clone()
     }
 }

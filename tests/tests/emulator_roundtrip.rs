@@ -10,7 +10,7 @@ use gcp::bigquery::tables::{self, Datasets};
 use gcp::bigquery::{table_path, write::StorageWriter};
 use gcp::pubsub::{self, Admin, Batching, SubscriptionSpec};
 use google_cloud_pubsub::model::Message;
-use pipeline_tests::{PROJECT, shared, unique_name};
+use pipeline_tests::{PROJECT, normalise_decimal, shared, unique_name};
 use prost::Message as _;
 use trade_proto::{Source, Trade};
 
@@ -88,17 +88,6 @@ async fn a_trade_published_to_pubsub_is_pulled_back_identical() {
 }
 
 /// BigQuery prints NUMERIC without trailing zeros; compare decimal values, not spellings.
-fn normalise(decimal: &str) -> String {
-    if decimal.contains('.') {
-        decimal
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_owned()
-    } else {
-        decimal.to_owned()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encoded_trades_appended_through_storage_write_read_back_exactly() {
     let target = target();
@@ -149,12 +138,12 @@ async fn encoded_trades_appended_through_storage_write_read_back_exactly() {
         assert_eq!(row.get::<String>("symbol").unwrap(), t.symbol);
         assert_eq!(row.get::<i64>("trade_id").unwrap(), t.trade_id);
         assert_eq!(
-            normalise(&row.get::<String>("price").unwrap()),
-            normalise(&t.price)
+            normalise_decimal(&row.get::<String>("price").unwrap()),
+            normalise_decimal(&t.price)
         );
         assert_eq!(
-            normalise(&row.get::<String>("quantity").unwrap()),
-            normalise(&t.quantity)
+            normalise_decimal(&row.get::<String>("quantity").unwrap()),
+            normalise_decimal(&t.quantity)
         );
         assert_eq!(row.get::<i64>("trade_time").unwrap(), t.trade_time);
         assert_eq!(row.get::<i64>("event_time").unwrap(), t.event_time);
