@@ -136,7 +136,7 @@ pub struct Config {
     /// FAULT INJECTION, never in production: ack each trade the moment it is pulled, before
     /// BigQuery has it. The chaos test runs with it to prove that it detects the loss this causes
     /// when the consumer is killed.
-    #[arg(long, hide = true)]
+    #[arg(long, env = "CONSUMER_UNSAFE_ACK_ON_RECEIPT", hide = true)]
     pub unsafe_ack_on_receipt: bool,
 }
 
