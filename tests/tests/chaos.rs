@@ -128,33 +128,18 @@ impl Drop for Proc {
     }
 }
 
-/// The simulator, started as a process; its address read from its stdout.
+/// The simulator, started as a process; its address read from the line it prints on stdout.
 fn start_sim(extra: &[&str]) -> (Proc, String) {
-    let out = log_dir().join(format!("{}.out", unique_name("sim")));
     let mut args = vec![
         "--port".to_owned(),
         "0".to_owned(),
-        "--log-format".to_owned(),
-        "text".to_owned(),
+        "--log-format=text".to_owned(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let bin = bin_dir().join("binance-sim");
-    let child = Command::new(&bin)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).unwrap())
-        .stderr(File::create(out.with_extension("log")).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let proc = Proc {
-        name: "binance-sim".into(),
-        child,
-        log: out.with_extension("log"),
-    };
+    let proc = Proc::spawn("binance-sim", &args);
     let start = Instant::now();
     loop {
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let text = std::fs::read_to_string(&proc.log).unwrap_or_default();
         if let Some(addr) = text
             .lines()
             .find_map(|l| l.strip_prefix("binance-sim listening on "))
