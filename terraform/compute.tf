@@ -27,6 +27,10 @@ resource "google_artifact_registry_repository" "images" {
 locals {
   producer_env = merge(local.common_env, {
     METRICS_ADDR = "0.0.0.0:9100"
+    # The resume point survives restarts and reboots (the unit mounts
+    # /var/lib/binance-pipeline/producer of the boot disk there), so a restarted producer
+    # backfills the trades of its downtime.
+    PRODUCER_STATE_FILE = "/var/lib/producer/resume.json"
   })
   consumer_env = merge(local.common_env, {
     METRICS_ADDR = "0.0.0.0:9101"

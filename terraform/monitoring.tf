@@ -72,6 +72,34 @@ resource "google_monitoring_alert_policy" "producer_silence" {
   }
 }
 
+# Trades lost: the producer (or the batch reconciliation) wrote a gap record, i.e. trade ids it
+# could not recover (451, a ban longer than it may wait, ids Binance no longer serves). The
+# records land in market.gaps; someone has to decide what to do about them.
+resource "google_monitoring_alert_policy" "trade_gaps" {
+  display_name          = "binance-pipeline: trade ids could not be recovered (gap records)"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "publishes on ${local.gap_topic_name}"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_topic\" AND resource.labels.topic_id = \"${google_pubsub_topic.gaps.name}\" AND metric.type = \"pubsub.googleapis.com/topic/send_request_count\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
+
+  documentation {
+    content   = "Trade ids were declared unrecoverable. Query `SELECT * FROM market.gaps ORDER BY detected_time DESC` for the symbols, id ranges and reasons (geo_blocked_451, ip_banned_418, ids_unavailable, resume_too_old, ...). The producer's log says the same at severity ERROR."
+    mime_type = "text/markdown"
+  }
+}
+
 # Dead letters: any message Pub/Sub forwarded after max_delivery_attempts, or that the consumer
 # dead-lettered itself, is waiting on the dead-letter subscription.
 resource "google_monitoring_alert_policy" "dead_letters" {

@@ -75,8 +75,14 @@ pub struct Global {
     #[arg(long, env = "BQ_SCD_DATASET", global = true, default_value = "scd")]
     pub scd_dataset: String,
     /// Log format: json (one object per line, for Cloud Logging) or text.
-    #[arg(long, env = "LOG_FORMAT", global = true, default_value = "json", value_parser = ["json", "text"])]
-    pub log_format: String,
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value = "json"
+    )]
+    pub log_format: logging::Format,
     /// Symbols (or days, in backfill) worked on at the same time. Binance's weight budget is
     /// shared by all of them.
     #[arg(long, env = "BATCH_CONCURRENCY", global = true, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]

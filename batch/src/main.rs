@@ -19,24 +19,10 @@ fn now_us() -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "text" {
-        builder.init();
-    } else {
-        builder.json().init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global.log_format);
-    build_info::log_start("batch");
+    logging::init(cli.global.log_format, "batch");
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -45,8 +45,6 @@ pub fn log_start(binary: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
 
     #[test]
     fn version_is_the_package_version_and_the_revision() {
@@ -79,40 +77,5 @@ mod tests {
             fields(),
             [("version", PKG_VERSION), ("git_revision", GIT_REVISION)]
         );
-    }
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn log_start_emits_one_info_event_with_the_build_fields() {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || log_start("producer"));
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 1, "{text}");
-        let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
-        assert_eq!(event["level"], "INFO");
-        assert_eq!(event["message"], "starting");
-        assert_eq!(event["binary"], "producer");
-        for (key, value) in fields() {
-            assert_eq!(event[key], value, "{key} in {text}");
-        }
     }
 }

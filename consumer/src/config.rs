@@ -5,18 +5,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::batcher::{APPEND_ROWS_MAX_BYTES, Limits, REQUEST_OVERHEAD_BYTES};
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line (Cloud Logging parses it).
-    Json,
-    /// Human-readable lines, for a terminal.
-    Text,
-}
+/// How log lines are written (the one every binary shares).
+pub use logging::Format as LogFormat;
 
 /// Pulls Binance trades (and gap records) from Pub/Sub and writes them to BigQuery.
 ///

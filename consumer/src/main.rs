@@ -2,18 +2,8 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use consumer::config::{Config, LogFormat};
+use consumer::config::Config;
 use tokio_util::sync::CancellationToken;
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
 
 /// Cancels `token` on SIGTERM or Ctrl-C.
 fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
@@ -32,8 +22,7 @@ fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    init_logging(config.log_format);
-    build_info::log_start("consumer");
+    logging::init(config.log_format, "consumer");
     config.validate()?;
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone())?;

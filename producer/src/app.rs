@@ -20,6 +20,7 @@
 //! returned in the [`RunReport`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ use crate::publisher::{
     Kind, Outgoing, PublishReport, PublisherConfig, PubsubSink, now_us, run_publisher,
 };
 use crate::reconnect::{AttemptBudget, BINANCE_ATTEMPT_WINDOW, BINANCE_MAX_ATTEMPTS};
+use crate::resume::{self, Ledger, StartPoint};
 use crate::rotation::OverlapConfig;
 use crate::supervisor::{Command, ConnId, Supervisor, SupervisorConfig};
 use crate::watchdog::WatchdogConfig;
@@ -97,6 +99,12 @@ pub struct Settings {
     pub max_attempts: u32,
     /// Flush deadline at shutdown.
     pub shutdown_deadline: Duration,
+    /// Resume-point state file (None: each run starts at the exchange's latest id).
+    pub state_file: Option<PathBuf>,
+    /// How often the state file is rewritten.
+    pub state_interval: Duration,
+    /// Most ids backfilled per symbol after a restart.
+    pub max_resume_ids: u64,
 }
 
 impl Settings {
@@ -172,6 +180,14 @@ impl Settings {
                 a.max_attempts
             );
         }
+        if a.state_interval.is_zero() {
+            bail!("PRODUCER_STATE_INTERVAL (--state-interval): must be above zero");
+        }
+        if a.max_resume_ids == 0 {
+            bail!(
+                "PRODUCER_MAX_RESUME_IDS (--max-resume-ids): must be at least 1 (unset PRODUCER_STATE_FILE to not resume)"
+            );
+        }
         if a.rotate_after.is_zero() || a.rotate_after >= Duration::from_secs(24 * 3600) {
             bail!(
                 "PRODUCER_ROTATE_AFTER (--rotate-after): {:?} must be above zero and below Binance's 24h cut",
@@ -221,6 +237,9 @@ impl Settings {
             connect_timeout: Duration::from_secs(10),
             max_attempts: a.max_attempts,
             shutdown_deadline: a.shutdown_deadline,
+            state_file: a.state_file.clone().filter(|p| !p.as_os_str().is_empty()),
+            state_interval: a.state_interval,
+            max_resume_ids: a.max_resume_ids,
         })
     }
 }
@@ -257,6 +276,7 @@ impl Running {
 /// Starts the producer; it runs until `shutdown` is cancelled or a fatal error.
 pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let settings = Arc::new(settings);
+    let saved = load_state(&settings)?;
     let metrics = Arc::new(Metrics::new(&settings.symbols));
     let health = Arc::new(Health::default());
     if settings.create_topics {
@@ -298,7 +318,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     let m = metrics.clone();
     let h = health.clone();
     let task = tokio::spawn(async move {
-        let r = run_tasks(settings, rest, trade_pub, gap_pub, m, h, shutdown).await;
+        let r = run_tasks(settings, saved, rest, trade_pub, gap_pub, m, h, shutdown).await;
         server_stop.cancel();
         let _ = server.await;
         r
@@ -316,9 +336,126 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     start(settings, shutdown).await?.wait().await
 }
 
+/// Reads the state file and proves it writable now rather than at the first save.
+fn load_state(settings: &Settings) -> anyhow::Result<BTreeMap<String, i64>> {
+    let Some(path) = &settings.state_file else {
+        return Ok(BTreeMap::new());
+    };
+    let saved = resume::load(path)
+        .context("PRODUCER_STATE_FILE (--state-file)")?
+        .map(|s| s.resume_after)
+        .unwrap_or_default();
+    resume::save(path, &resume::State::new(saved.clone(), now_us()))
+        .context("PRODUCER_STATE_FILE (--state-file) must be writable")?;
+    tracing::info!(path = %path.display(), resume_after = ?saved, "state file read");
+    Ok(saved)
+}
+
+/// Each symbol's start point: the saved resume point held against the exchange's latest id
+/// (one 24h-ticker request, weight 2 per symbol). REST trouble is not fatal here: the run then
+/// starts at the resume point, or at the first id seen.
+async fn start_points(
+    settings: &Settings,
+    rest: &RestClient,
+    saved: &BTreeMap<String, i64>,
+) -> Vec<StartPoint> {
+    let names: Vec<&str> = settings.symbols.iter().map(String::as_str).collect();
+    let latest: HashMap<String, i64> = match tokio::time::timeout(
+        Duration::from_secs(10),
+        rest.ticker_24hr(&names),
+    )
+    .await
+    {
+        Ok(Ok(tickers)) => tickers.into_iter().map(|t| (t.symbol, t.last_id)).collect(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not read the latest trade ids; symbols without a resume point start at the first id seen");
+            HashMap::new()
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the latest trade ids took over 10 s; symbols without a resume point start at the first id seen"
+            );
+            HashMap::new()
+        }
+    };
+    settings
+        .symbols
+        .iter()
+        .map(|symbol| {
+            let (s, l) = (saved.get(symbol).copied(), latest.get(symbol).copied());
+            let p = resume::decide_start(s, l, settings.max_resume_ids);
+            tracing::info!(%symbol, rule = p.rule.as_str(), start_after = ?p.after, saved = ?s, latest = ?l, "start point");
+            p
+        })
+        .collect()
+}
+
+/// Keeps the resume-point gauges current and, with a state file, writes it when it moved.
+async fn run_state_writer(
+    settings: Arc<Settings>,
+    ledger: Arc<Mutex<Ledger>>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(settings.state_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut written = None;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let snapshot = resume_snapshot(&settings, &ledger, &metrics);
+        if written.as_ref() == Some(&snapshot) {
+            continue;
+        }
+        let Some(path) = settings.state_file.clone() else {
+            written = Some(snapshot);
+            continue;
+        };
+        let state = resume::State::new(snapshot.clone(), now_us());
+        match tokio::task::spawn_blocking(move || resume::save(&path, &state)).await {
+            Ok(Ok(())) => {
+                if failing {
+                    tracing::info!("state file written again");
+                }
+                failing = false;
+                written = Some(snapshot);
+            }
+            Ok(Err(e)) => {
+                metrics.state_write_failures.inc();
+                if !failing {
+                    tracing::error!(error = %e, "could not write the state file: a restart now would resume from an older point (more backfill, no loss)");
+                }
+                failing = true;
+            }
+            Err(e) => tracing::error!(error = %e, "the state writer panicked"),
+        }
+    }
+}
+
+/// The ledger's resume points by symbol, and the gauges set from them.
+fn resume_snapshot(
+    settings: &Settings,
+    ledger: &Mutex<Ledger>,
+    metrics: &Metrics,
+) -> BTreeMap<String, i64> {
+    let l = ledger.lock().expect("ledger lock");
+    let mut out = BTreeMap::new();
+    for (sym, symbol) in settings.symbols.iter().enumerate() {
+        if let Some(t) = l.through(sym) {
+            metrics.symbols[sym].resume_id.set(t);
+            out.insert(symbol.clone(), t);
+        }
+    }
+    out
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_tasks(
     settings: Arc<Settings>,
+    saved: BTreeMap<String, i64>,
     rest: RestClient,
     trade_pub: google_cloud_pubsub::client::Publisher,
     gap_pub: google_cloud_pubsub::client::Publisher,
@@ -326,6 +463,15 @@ async fn run_tasks(
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunReport> {
+    let starts = start_points(&settings, &rest, &saved).await;
+    let ledger = Arc::new(Mutex::new(Ledger::new(settings.symbols.len())));
+    let writer_stop = CancellationToken::new();
+    let writer_task = tokio::spawn(run_state_writer(
+        settings.clone(),
+        ledger.clone(),
+        metrics.clone(),
+        writer_stop.clone(),
+    ));
     let abandon = CancellationToken::new();
     let (trades_tx, trades_rx) = mpsc::channel(settings.queue_size);
     let (gaps_tx, gaps_rx) = mpsc::channel(4096);
@@ -335,6 +481,7 @@ async fn run_tasks(
         settings.publisher,
         metrics.clone(),
         Some(health.clone()),
+        Some(ledger.clone()),
         abandon.clone(),
     ));
     let gap_task = tokio::spawn(run_publisher(
@@ -343,6 +490,7 @@ async fn run_tasks(
         settings.publisher,
         metrics.clone(),
         None,
+        Some(ledger.clone()),
         abandon.clone(),
     ));
     let (req_tx, req_rx) = mpsc::unbounded_channel();
@@ -379,7 +527,9 @@ async fn run_tasks(
         trades_tx,
         gaps_tx,
         req_tx,
+        ledger.clone(),
     );
+    let hub = hub.with_starts(&starts).await;
     let hub_result = hub.run(res_rx, hub_stop.clone()).await;
     backfill_stop.cancel();
     let _ = backfill_task.await;
@@ -434,6 +584,19 @@ async fn run_tasks(
         let ids: u64 = ranges.iter().map(|r| r.len()).sum();
         tracing::error!(symbol, ids, ranges = ?ranges, "trades NOT published to Pub/Sub");
     }
+    // Last word on the resume point: everything acknowledged is in it, nothing else.
+    writer_stop.cancel();
+    let _ = writer_task.await;
+    let snapshot = resume_snapshot(&settings, &ledger, &metrics);
+    if let Some(path) = &settings.state_file {
+        match resume::save(path, &resume::State::new(snapshot.clone(), now_us())) {
+            Ok(()) => tracing::info!(resume_after = ?snapshot, "resume point saved"),
+            Err(e) => {
+                metrics.state_write_failures.inc();
+                tracing::error!(error = %e, "could not save the resume point at exit");
+            }
+        }
+    }
     hub_result?;
     if let Some(f) = failure {
         bail!("{f}");
@@ -482,6 +645,10 @@ struct Hub {
     backfill_tx: mpsc::UnboundedSender<BackfillRequest>,
     /// Backfill chunks requested and not answered yet.
     in_backfill: Vec<(usize, IdRange)>,
+    /// Resume points, fed by the publishers.
+    ledger: Arc<Mutex<Ledger>>,
+    /// Per symbol: the start of its sequence is known (set, or the first id seen).
+    started: Vec<bool>,
 }
 
 impl Hub {
@@ -492,6 +659,7 @@ impl Hub {
         trades_tx: mpsc::Sender<Outgoing>,
         gaps_tx: mpsc::Sender<Outgoing>,
         backfill_tx: mpsc::UnboundedSender<BackfillRequest>,
+        ledger: Arc<Mutex<Ledger>>,
     ) -> Self {
         let n = settings.symbols.len();
         let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL);
@@ -525,7 +693,41 @@ impl Hub {
             gaps_tx,
             backfill_tx,
             in_backfill: Vec::new(),
+            ledger,
+            started: vec![false; n],
         }
+    }
+
+    /// Applies the start points (before any connection): trackers and ledger start after them,
+    /// and what a too-old resume point gives up becomes a gap record.
+    async fn with_starts(mut self, starts: &[StartPoint]) -> Self {
+        for (sym, p) in starts.iter().enumerate() {
+            let Some(after) = p.after else { continue };
+            self.merger.start_after(sym, after);
+            self.metrics.symbols[sym].start_id.set(after + 1);
+            self.started[sym] = true;
+            // The ledger starts below a given-up range, so it passes it only once its gap
+            // record is acknowledged.
+            let ledger_after = p.given_up.map_or(after, |g| g.from - 1);
+            self.ledger
+                .lock()
+                .expect("ledger lock")
+                .start_after(sym, ledger_after);
+            if let Some(g) = p.given_up {
+                let detail = format!(
+                    "the resume point is more than {} ids behind the exchange (PRODUCER_MAX_RESUME_IDS)",
+                    self.settings.max_resume_ids
+                );
+                // The queue is empty and its publisher running: this cannot block for long.
+                if let Err(e) = self
+                    .emit_gap(sym, g, resume::REASON_RESUME_TOO_OLD, &detail)
+                    .await
+                {
+                    tracing::error!(error = %e, "could not queue the resume_too_old gap record");
+                }
+            }
+        }
+        self
     }
 
     async fn run(
@@ -573,11 +775,39 @@ impl Hub {
                     self.on_stream_trade(conn, sym, trade).await?;
                 }
             }
-            // Gaps not filled by now will not be: say so, in BigQuery too.
+            // A last backfill of every gap still open (grace or not), within half the flush
+            // deadline: a stop right after a reconnect then leaves nothing behind.
+            for (sym, range) in self.merger.all_backfills() {
+                self.in_backfill.push((sym, range));
+                let _ = self.backfill_tx.send(BackfillRequest { sym, range });
+            }
+            let deadline = Instant::now() + self.settings.shutdown_deadline / 2;
+            while !self.in_backfill.is_empty() {
+                match tokio::time::timeout_at(deadline, backfill_rx.recv()).await {
+                    Ok(Some(res)) => self.on_backfill(res).await?,
+                    Ok(None) => break,
+                    Err(_) => {
+                        tracing::warn!(
+                            chunks = self.in_backfill.len(),
+                            "backfill still running at the shutdown deadline"
+                        );
+                        break;
+                    }
+                }
+            }
+            // Gaps not filled by now: with a state file the next run backfills them (the resume
+            // point stays below them); without one, say so, in BigQuery too.
             for sym in 0..self.settings.symbols.len() {
                 let open: Vec<IdRange> = self
                     .merger
                     .still_missing(sym, IdRange::new(i64::MIN + 1, i64::MAX - 1));
+                if self.settings.state_file.is_some() {
+                    if !open.is_empty() {
+                        let ids: u64 = open.iter().map(|r| r.len()).sum();
+                        tracing::warn!(symbol = %self.settings.symbols[sym], ids, ranges = ?open, "gaps not backfilled before the stop; the next run backfills them from the resume point");
+                    }
+                    continue;
+                }
                 for r in open {
                     for u in self.merger.on_backfill_done(sym, r) {
                         self.emit_gap(
@@ -691,6 +921,15 @@ impl Hub {
     }
 
     async fn emit_trade(&mut self, sym: usize, trade: Trade, source: Source) -> anyhow::Result<()> {
+        if !self.started[sym] {
+            // Started at the first id seen: nothing below it is this run's to account for.
+            self.started[sym] = true;
+            self.metrics.symbols[sym].start_id.set(trade.trade_id);
+            self.ledger
+                .lock()
+                .expect("ledger lock")
+                .start_after(sym, trade.trade_id - 1);
+        }
         let symbol = &self.settings.symbols[sym];
         let out = Outgoing {
             key: symbol.clone(),

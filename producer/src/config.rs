@@ -45,14 +45,8 @@ pub enum Command {
     Decode(DecodeArgs),
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line (for Cloud Logging).
-    Json,
-    /// Human-readable.
-    Text,
-}
+/// Log output format (the one every binary shares).
+pub use logging::Format as LogFormat;
 
 /// Time unit of frames given to `decode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -167,6 +161,19 @@ pub struct RunArgs {
     /// On SIGTERM, how long to flush queued trades before giving up (and reporting them).
     #[arg(long, env = "PRODUCER_SHUTDOWN_DEADLINE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_deadline: Duration,
+    /// File keeping the resume point per symbol (the highest trade id up to which everything was
+    /// published), so a restarted producer backfills the trades of its downtime. Put it on a
+    /// disk that survives restarts. Unset: each run starts at the exchange's latest id, and what
+    /// traded while the producer was down is only recovered by the daily batch.
+    #[arg(long, env = "PRODUCER_STATE_FILE")]
+    pub state_file: Option<std::path::PathBuf>,
+    /// How often the state file is rewritten (when the resume point moved).
+    #[arg(long, env = "PRODUCER_STATE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub state_interval: Duration,
+    /// Backfill at most this many ids per symbol after a restart; an older resume point becomes
+    /// a gap record (reason resume_too_old) for the rest. 1,000,000 is ~8 h of BTCUSDT.
+    #[arg(long, env = "PRODUCER_MAX_RESUME_IDS", default_value_t = 1_000_000)]
+    pub max_resume_ids: u64,
 }
 
 /// Parses `23h30m`, `90s`, `250ms`, `1h`, `2m10s`; a bare number is seconds.

@@ -6,6 +6,7 @@
 //! - [`rotation`]: make-before-break, when is the new connection caught up.
 //! - [`supervisor`]: which connections exist (start, replace, rotate), as commands.
 //! - [`merger`]: continuity per symbol over every source, gap bookkeeping to backfill or `Gap`.
+//! - [`resume`]: where a run starts per symbol, and the resume point it leaves (state file).
 //! - [`decode`]: the `producer decode` filter.
 //! - [`config`]: the command line (clap, env fallbacks).
 //!
@@ -25,6 +26,7 @@ pub mod merger;
 pub mod metrics;
 pub mod publisher;
 pub mod reconnect;
+pub mod resume;
 pub mod rotation;
 pub mod supervisor;
 pub mod watchdog;

@@ -1,24 +1,11 @@
 //! `producer`: parses the command line, sets up logging and signals, and runs the library.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use producer::config::{Cli, Command, FrameTimeUnit, LogFormat};
+use producer::config::{Cli, Command, FrameTimeUnit};
 use tokio_util::sync::CancellationToken;
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-    }
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -54,8 +41,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: producer::config::RunArgs) -> ExitCode {
-    init_logging(args.log_format);
-    build_info::log_start("producer");
+    logging::init(args.log_format, "producer");
     // The dependency graph compiles two rustls crypto providers; pick one for wss://.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -46,6 +46,13 @@ impl Merger {
         }
     }
 
+    /// Starts `sym`'s sequence right after `id` (a resume point or the exchange's latest id at
+    /// start), so the first trade seen above it opens a gap to backfill. Call before any trade.
+    pub fn start_after(&mut self, sym: usize, id: i64) {
+        let max = self.trackers[sym].max_ranges();
+        self.trackers[sym] = Continuity::resume_from(id).with_max_ranges(max);
+    }
+
     /// Classifies trade `id` of symbol `sym` seen at `now`.
     pub fn on_trade(&mut self, sym: usize, id: i64, now: Instant) -> Verdict {
         let v = self.trackers[sym].observe(id);
@@ -62,9 +69,18 @@ impl Merger {
     /// Gaps detected at least `grace` ago, restricted to the ids still missing, in chunks of at
     /// most [`MAX_CHUNK`] ids. Each id is handed out once.
     pub fn due_backfills(&mut self, now: Instant) -> Vec<(usize, IdRange)> {
+        self.take_due(Some(now))
+    }
+
+    /// Every pending gap now, grace or not (a last backfill at shutdown), in the same chunks.
+    pub fn all_backfills(&mut self) -> Vec<(usize, IdRange)> {
+        self.take_due(None)
+    }
+
+    fn take_due(&mut self, now: Option<Instant>) -> Vec<(usize, IdRange)> {
         let mut out = Vec::new();
         while let Some(p) = self.pending.front().copied() {
-            if now.saturating_duration_since(p.since) < self.grace {
+            if now.is_some_and(|now| now.saturating_duration_since(p.since) < self.grace) {
                 break;
             }
             self.pending.pop_front();
@@ -118,6 +134,36 @@ impl Merger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_started_symbol_backfills_from_its_start_point() {
+        let t0 = Instant::now();
+        let mut m = Merger::new(2, Duration::ZERO);
+        m.start_after(0, 99);
+        assert_eq!(m.on_trade(0, 99, t0), Verdict::BeforeStart);
+        assert_eq!(
+            m.on_trade(0, 2105, t0),
+            Verdict::EmitWithGap(IdRange::new(100, 2104))
+        );
+        // One REST page at a time.
+        let due = m.due_backfills(t0);
+        assert_eq!(
+            due,
+            vec![
+                (0, IdRange::new(100, 1099)),
+                (0, IdRange::new(1100, 2099)),
+                (0, IdRange::new(2100, 2104)),
+            ]
+        );
+        // The other symbol still starts at its first id.
+        assert_eq!(m.on_trade(1, 7, t0), Verdict::Emit);
+        // At shutdown every pending gap is handed out, grace or not.
+        let mut m = Merger::new(1, Duration::from_secs(3600));
+        m.on_trade(0, 1, t0);
+        m.on_trade(0, 5, t0);
+        assert!(m.due_backfills(t0).is_empty());
+        assert_eq!(m.all_backfills(), vec![(0, IdRange::new(2, 4))]);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_reordered_frame_fills_its_gap_before_the_grace_and_nothing_is_fetched() {

@@ -47,6 +47,10 @@ pub struct SymbolMetrics {
     pub gap_ids_filled: Counter,
     /// Ids still missing, waiting for backfill.
     pub gap_ids_outstanding: Gauge,
+    /// First id this run accounts for (-1 until known).
+    pub start_id: Gauge,
+    /// The resume point (-1 until known).
+    pub resume_id: Gauge,
 }
 
 /// Every metric of the producer.
@@ -79,6 +83,8 @@ pub struct Metrics {
     pub unpublished: Counter,
     /// 1 while the active connection is open.
     pub connected: Gauge,
+    /// Failed writes of the state file.
+    pub state_write_failures: Counter,
 }
 
 impl Metrics {
@@ -92,6 +98,8 @@ impl Metrics {
         let gap_ids_detected = Family::<Labels, Counter>::default();
         let gap_ids_filled = Family::<Labels, Counter>::default();
         let gap_ids_outstanding = Family::<Labels, Gauge>::default();
+        let start_id = Family::<Labels, Gauge>::default();
+        let resume_id = Family::<Labels, Gauge>::default();
         registry.register(
             "trades_received",
             "Trades received, by symbol and source (stream, backfill)",
@@ -127,6 +135,16 @@ impl Metrics {
             "Missing trade ids still waiting for backfill",
             gap_ids_outstanding.clone(),
         );
+        registry.register(
+            "start_id",
+            "First trade id this run accounts for (after the resume point, or the exchange's latest id at start); -1 until known",
+            start_id.clone(),
+        );
+        registry.register(
+            "resume_id",
+            "Every trade id up to this one is acknowledged by Pub/Sub or in a gap record (the state file's resume point); -1 until known",
+            resume_id.clone(),
+        );
         let sym_metrics = symbols
             .iter()
             .map(|s| {
@@ -143,6 +161,10 @@ impl Metrics {
                 let gap_ids_detected = gap_ids_detected.get_or_create(&sym()).clone();
                 let gap_ids_filled = gap_ids_filled.get_or_create(&sym()).clone();
                 let gap_ids_outstanding = gap_ids_outstanding.get_or_create(&sym()).clone();
+                let start_id = start_id.get_or_create(&sym()).clone();
+                let resume_id = resume_id.get_or_create(&sym()).clone();
+                start_id.set(-1);
+                resume_id.set(-1);
                 SymbolMetrics {
                     received_stream,
                     received_backfill,
@@ -153,6 +175,8 @@ impl Metrics {
                     gap_ids_detected,
                     gap_ids_filled,
                     gap_ids_outstanding,
+                    start_id,
+                    resume_id,
                 }
             })
             .collect();
@@ -171,6 +195,7 @@ impl Metrics {
             exchange_to_publish: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             unpublished: Counter::default(),
             connected: Gauge::default(),
+            state_write_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -232,6 +257,11 @@ impl Metrics {
             "connected",
             "1 while the active websocket connection is open",
             m.connected.clone(),
+        );
+        registry.register(
+            "state_write_failures",
+            "Failed writes of the resume-point state file",
+            m.state_write_failures.clone(),
         );
         Self { registry, ..m }
     }

@@ -19,10 +19,11 @@
 //! is the official client.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use binance::continuity::IdRange;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -37,6 +38,7 @@ use trade_proto::Source;
 
 use crate::metrics::{Health, Metrics};
 use crate::reconnect::Backoff;
+use crate::resume::Ledger;
 
 /// What a message carries, for metrics and the unpublished report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +81,14 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// The symbol and the trade ids this message accounts for.
+    pub fn ids(&self) -> (usize, IdRange) {
+        match self.kind {
+            Kind::Trade { sym, id, .. } => (sym, IdRange::new(id, id)),
+            Kind::Gap { sym, from, to } => (sym, IdRange::new(from, to)),
+        }
+    }
+
     fn order(&self) -> i64 {
         match self.kind {
             Kind::Trade { id, .. } => id,
@@ -224,13 +234,15 @@ struct Paused {
 }
 
 /// Runs until the queue is closed and everything is acknowledged, or `abandon` fires (then the
-/// rest is returned as unpublished), or a permanent error.
+/// rest is returned as unpublished), or a permanent error. Every acknowledged message is
+/// confirmed in `ledger` (the resume point), and nothing else is.
 pub async fn run_publisher<S: Sink>(
     sink: Arc<S>,
     mut rx: mpsc::Receiver<Outgoing>,
     cfg: PublisherConfig,
     metrics: Arc<Metrics>,
     health: Option<Arc<Health>>,
+    ledger: Option<Arc<Mutex<Ledger>>>,
     abandon: CancellationToken,
 ) -> Result<PublishReport, PublishFailure> {
     let mut in_flight: FuturesUnordered<BoxFuture<'static, (u64, Result<(), SinkError>)>> =
@@ -296,6 +308,10 @@ pub async fn run_publisher<S: Sink>(
                     Ok(()) => {
                         published += 1;
                         record_success(&metrics, &m);
+                        if let Some(l) = &ledger {
+                            let (sym, range) = m.ids();
+                            l.lock().expect("ledger lock").confirm(sym, range);
+                        }
                         if let Some(b) = backoffs.get_mut(&m.key) {
                             b.reset();
                         }
@@ -390,7 +406,6 @@ pub fn now_us() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
 
     /// A fake Pub/Sub: fails the first `fail_first` publishes of key "BAD" (then pauses the key
     /// like the real client until resumed), records what it accepted.
@@ -462,6 +477,8 @@ mod tests {
             ..Default::default()
         });
         let (tx, rx) = mpsc::channel(16);
+        let ledger = Arc::new(Mutex::new(Ledger::new(1)));
+        ledger.lock().unwrap().start_after(0, -1);
         let task = tokio::spawn(run_publisher(
             fake.clone(),
             rx,
@@ -471,6 +488,7 @@ mod tests {
             },
             metrics(),
             None,
+            Some(ledger.clone()),
             CancellationToken::new(),
         ));
         for id in 0..50 {
@@ -493,6 +511,11 @@ mod tests {
             .map(|(_, id)| *id)
             .collect();
         assert!(bad.windows(2).all(|w| w[0] < w[1]), "{bad:?}");
+        assert_eq!(
+            ledger.lock().unwrap().through(0),
+            Some(49),
+            "every ack confirmed"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -511,6 +534,7 @@ mod tests {
             PublisherConfig::default(),
             metrics(),
             None,
+            None,
             CancellationToken::new(),
         )
         .await
@@ -527,12 +551,15 @@ mod tests {
         });
         let (tx, rx) = mpsc::channel(16);
         let abandon = CancellationToken::new();
+        let ledger = Arc::new(Mutex::new(Ledger::new(1)));
+        ledger.lock().unwrap().start_after(0, -1);
         let task = tokio::spawn(run_publisher(
             fake.clone(),
             rx,
             PublisherConfig::default(),
             metrics(),
             None,
+            Some(ledger.clone()),
             abandon.clone(),
         ));
         for id in 0..6 {
@@ -547,6 +574,9 @@ mod tests {
         let mut left: Vec<i64> = report.unpublished.iter().map(Outgoing::order).collect();
         left.sort();
         assert_eq!(left, vec![0, 1, 2, 3]);
+        // 4 and 5 were acknowledged but 0..=3 were not: the resume point must not pass them.
+        let l = ledger.lock().unwrap();
+        assert_eq!((l.through(0), l.ranges_ahead(0)), (Some(-1), 1));
     }
 
     #[tokio::test(start_paused = true)]
@@ -568,6 +598,7 @@ mod tests {
                 ..Default::default()
             },
             m.clone(),
+            None,
             None,
             CancellationToken::new(),
         ));

@@ -6,7 +6,9 @@
 //! - no duplicate on the topic (the emulator never fails a publish here, so none is expected);
 //! - the ids form one contiguous run from the first id the producer saw, i.e. nothing lost in
 //!   between, whatever the fault (ids from unrecoverable gaps are accounted for by gap records);
-//! - the run starts where the first connection started and reaches at least the last id the
+//! - the run starts exactly at the id the producer says it accounts for (`producer_start_id`:
+//!   after the exchange's latest id at start, or after the resume point of a state file), no
+//!   later than the first connection's first trade, and reaches at least the last id the
 //!   simulator had produced shortly before the stop;
 //! - and the fault really happened (more connections, backfilled trades, gap records, ...).
 
@@ -19,7 +21,7 @@ use binance_sim::{FaultRequest, GroundTruth, Sim, SimConfig, SimHandle, StallReq
 use clap::Parser as _;
 use gcp::GcpTarget;
 use gcp::pubsub::{self, Admin, SubscriptionSpec};
-use pipeline_tests::{PROJECT, shared, unique_name};
+use pipeline_tests::{PROJECT, producer_start_ids, shared, unique_name};
 use producer::config::Cli;
 use producer::{RunReport, Running, Settings};
 use prost::Message as _;
@@ -216,11 +218,16 @@ fn not_delivered(truth: &GroundTruth) -> u64 {
             let Some(cs) = c.symbols.get(symbol) else {
                 continue;
             };
-            if let (Some(from), Some(next)) = (cs.first_expected_id, cs.next_expected_id)
-                && next > from
+            // An open connection delivered up to its next id; a closed one up to its last.
+            let end = cs
+                .next_expected_id
+                .map(|next| next.checked_sub(1))
+                .unwrap_or(cs.last_delivered_id);
+            if let (Some(from), Some(end)) = (cs.first_expected_id, end)
+                && end >= from
             {
                 start = Some(start.map_or(from, |s: u64| s.min(from)));
-                delivered.insert_range(from, next - 1);
+                delivered.insert_range(from, end);
                 for id in cs.missed.iter() {
                     delivered.remove(id);
                 }
@@ -233,17 +240,33 @@ fn not_delivered(truth: &GroundTruth) -> u64 {
     total
 }
 
+/// Reads the producer's start ids (call before the stop).
+async fn starts_of(r: &Running) -> BTreeMap<String, i64> {
+    let (_, metrics) = http_get(r.metrics_addr, "/metrics").await;
+    producer_start_ids(&metrics)
+}
+
+/// Trades per source; backfilled trades below the first connection's first id (the start of
+/// the run, filled from the exchange's latest id at start) count as "backfill_at_start".
 fn check_against_truth(
     d: &Drained,
     first: &GroundTruth,
     before_stop: &GroundTruth,
-    start_slack: u64,
+    starts: &BTreeMap<String, i64>,
 ) -> BTreeMap<String, u64> {
+    let first_conn = &first.connections[0];
     let mut by_source = BTreeMap::new();
     for t in &d.trades {
-        *by_source.entry(t.source.clone()).or_insert(0) += 1;
+        let expected_first = first_conn.symbols[&t.symbol]
+            .first_expected_id
+            .expect("first connection subscribed") as i64;
+        let key = if t.source == "backfill" && t.trade_id < expected_first {
+            "backfill_at_start".to_owned()
+        } else {
+            t.source.clone()
+        };
+        *by_source.entry(key).or_insert(0) += 1;
     }
-    let first_conn = &first.connections[0];
     for (symbol, truth) in &before_stop.symbols {
         let ids: Vec<i64> = d
             .trades
@@ -274,9 +297,14 @@ fn check_against_truth(
         let expected_first = first_conn.symbols[symbol]
             .first_expected_id
             .expect("first connection subscribed") as i64;
+        let start = starts[symbol];
+        assert_eq!(
+            min, start,
+            "{symbol}: the topic starts at {min}, the producer accounts from {start}"
+        );
         assert!(
-            min >= expected_first && min <= expected_first + start_slack as i64,
-            "{symbol}: starts at {min}, the first connection at {expected_first}"
+            start <= expected_first,
+            "{symbol}: the producer accounts from {start}, after the first connection's first trade {expected_first}"
         );
         let last = truth.last_id.expect("the simulator produced trades") as i64;
         assert!(
@@ -285,24 +313,6 @@ fn check_against_truth(
         );
     }
     by_source
-}
-
-/// Waits (up to 30 s) until the open connections have delivered a trade of every symbol.
-async fn every_symbol_delivered(e: &Env) {
-    let start = std::time::Instant::now();
-    loop {
-        let truth = e.sim.ground_truth();
-        let done = truth.symbols.keys().all(|symbol| {
-            truth
-                .connections
-                .iter()
-                .any(|c| c.symbols.get(symbol).is_some_and(|s| s.delivered > 0))
-        });
-        if done || start.elapsed() > Duration::from_secs(30) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn stop(running: Running, stop: CancellationToken) -> RunReport {
@@ -362,14 +372,121 @@ async fn steady_flow_publishes_every_trade_once_with_health_and_metrics() {
         "{metrics}"
     );
     let before = e.sim.ground_truth();
+    let starts = starts_of(&running).await;
     let report = stop(running, token).await;
     let d = drain_all(&e).await;
     assert_eq!(before.connections.len(), 1, "one connection, never cut");
     assert_eq!(before.connections[0].closed_at_ms, None);
-    let by_source = check_against_truth(&d, &first, &before, 0);
+    let by_source = check_against_truth(&d, &first, &before, &starts);
     assert_eq!(by_source.get("backfill"), None, "no gap in a steady flow");
     assert!(d.gaps.is_empty());
     assert_eq!(report.trades_published as usize, d.trades.len());
+    e.sim.shutdown().await;
+}
+
+/// The resume points in the state file.
+fn saved(path: &std::path::Path) -> BTreeMap<String, i64> {
+    producer::resume::load(path)
+        .unwrap()
+        .expect("the state file exists")
+        .resume_after
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_from_the_state_file_and_backfills_the_downtime() {
+    let e = env(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("resume.json");
+    let state_arg = state.to_str().unwrap();
+    let args = ["--state-file", state_arg, "--state-interval", "200ms"];
+
+    // Run 1: no state yet, so it accounts from the exchange's latest id at start.
+    let (running, token) = e.start(&args).await;
+    wait_connected(&running).await;
+    let first = e.sim.ground_truth();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let starts = starts_of(&running).await;
+    stop(running, token).await;
+    let after_run1 = saved(&state);
+    assert_eq!(after_run1.len(), 4, "{after_run1:?}");
+
+    // Down for 3 s while the exchange trades on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Run 2 starts right after run 1's resume points and backfills the downtime.
+    let (running, token) = e.start(&args).await;
+    wait_connected(&running).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let starts2 = starts_of(&running).await;
+    stop(running, token).await;
+    for (symbol, resume) in &after_run1 {
+        assert_eq!(
+            starts2[symbol],
+            resume + 1,
+            "{symbol}: run 2 starts after run 1"
+        );
+    }
+    let after_run2 = saved(&state);
+
+    // Down again; run 3 may backfill only 3 ids per symbol: the older part is a gap record.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (running, token) = e
+        .start(&[&args[..], &["--max-resume-ids", "3"]].concat())
+        .await;
+    wait_connected(&running).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop(running, token).await;
+    let before = e.sim.ground_truth();
+    let after_run3 = saved(&state);
+
+    let d = drain_all(&e).await;
+    // One contiguous run of ids per symbol over the three runs: nothing lost, nothing twice.
+    let by_source = check_against_truth(&d, &first, &before, &starts);
+    let downtime = not_delivered(&before);
+    assert!(
+        downtime > 0,
+        "the exchange traded while the producer was down"
+    );
+    let too_old: u64 = d
+        .gaps
+        .iter()
+        .filter(|g| g.reason == "resume_too_old")
+        .map(|g| (g.to_id - g.from_id + 1) as u64)
+        .sum();
+    assert!(
+        d.gaps.iter().all(|g| g.reason == "resume_too_old"),
+        "{:?}",
+        d.gaps
+    );
+    assert!(
+        d.gaps.iter().any(|g| g.symbol == "BTCUSDT"),
+        "BTCUSDT trades more than 3 times in 2 s: {:?}",
+        d.gaps
+    );
+    assert!(
+        by_source.get("backfill").copied().unwrap_or(0) + too_old >= downtime,
+        "{downtime} trades went out while no connection was open; backfilled {by_source:?}, given up {too_old}"
+    );
+    for (symbol, resume) in &after_run2 {
+        let published_max = d
+            .trades
+            .iter()
+            .filter(|t| &t.symbol == symbol)
+            .map(|t| t.trade_id)
+            .max();
+        assert!(after_run3[symbol] > *resume, "{symbol}: run 3 moved on");
+        assert_eq!(
+            Some(after_run3[symbol]),
+            published_max.max(
+                d.gaps
+                    .iter()
+                    .filter(|g| &g.symbol == symbol)
+                    .map(|g| g.to_id)
+                    .max()
+            ),
+            "{symbol}: after a clean stop the resume point is the last id published"
+        );
+    }
     e.sim.shutdown().await;
 }
 
@@ -402,6 +519,7 @@ async fn random_disconnects_lose_nothing_thanks_to_backfill() {
     if never_delivered == 0 {
         eprintln!("{drops} drops never missed a trade: no backfill needed this time");
     }
+    let starts = starts_of(&running).await;
     stop(running, token).await;
     let d = drain_all(&e).await;
     assert!(
@@ -409,7 +527,7 @@ async fn random_disconnects_lose_nothing_thanks_to_backfill() {
         "{} connections",
         before.connections.len()
     );
-    let by_source = check_against_truth(&d, &first, &before, 0);
+    let by_source = check_against_truth(&d, &first, &before, &starts);
     // Trades no connection delivered can only have come from the backfill.
     assert!(
         by_source.get("backfill").copied().unwrap_or(0) >= never_delivered,
@@ -427,10 +545,9 @@ async fn a_stall_with_pings_is_detected_and_replaced_without_loss() {
         .await;
     wait_connected(&running).await;
     let first = e.sim.ground_truth();
+    // No wait for every symbol's first trade: the run accounts from the exchange's latest id at
+    // start, so even a symbol stalled before its first frame is backfilled.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // Stall only once every symbol has reached the producer: trades missed before a symbol's
-    // first trade are invisible to continuity (no resume point; see producer/README.md).
-    every_symbol_delivered(&e).await;
     e.sim
         .stall(StallRequest {
             with_pings: true,
@@ -441,6 +558,7 @@ async fn a_stall_with_pings_is_detected_and_replaced_without_loss() {
     tokio::time::sleep(Duration::from_secs(7)).await;
     let before = e.sim.ground_truth();
     let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    let starts = starts_of(&running).await;
     stop(running, token).await;
     let d = drain_all(&e).await;
     assert!(
@@ -450,7 +568,7 @@ async fn a_stall_with_pings_is_detected_and_replaced_without_loss() {
         ) >= 1.0,
         "{metrics}"
     );
-    let by_source = check_against_truth(&d, &first, &before, 0);
+    let by_source = check_against_truth(&d, &first, &before, &starts);
     assert!(
         by_source.get("backfill").copied().unwrap_or(0) > 0,
         "trades emitted during the stall came back through backfill"
@@ -471,6 +589,7 @@ async fn rotation_before_the_age_limit_leaves_no_gap_and_no_duplicate() {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let before = e.sim.ground_truth();
     let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    let starts = starts_of(&running).await;
     stop(running, token).await;
     let d = drain_all(&e).await;
     assert!(
@@ -486,13 +605,13 @@ async fn rotation_before_the_age_limit_leaves_no_gap_and_no_duplicate() {
             c.close_reason
         );
     }
-    let by_source = check_against_truth(&d, &first, &before, 0);
+    let by_source = check_against_truth(&d, &first, &before, &starts);
     assert_eq!(
         by_source.get("backfill"),
         None,
         "make-before-break needs no backfill"
     );
-    assert_eq!(metric(&metrics, "producer_gaps_detected_total"), 0.0);
+    assert!(d.gaps.is_empty(), "{:?}", d.gaps);
     e.sim.shutdown().await;
 }
 
@@ -513,6 +632,7 @@ async fn server_shutdown_is_answered_by_make_before_break() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = e.sim.ground_truth();
     let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    let starts = starts_of(&running).await;
     stop(running, token).await;
     let d = drain_all(&e).await;
     assert!(
@@ -522,7 +642,7 @@ async fn server_shutdown_is_answered_by_make_before_break() {
         ) >= 2.0,
         "{metrics}"
     );
-    let by_source = check_against_truth(&d, &first, &before, 0);
+    let by_source = check_against_truth(&d, &first, &before, &starts);
     assert_eq!(
         by_source.get("backfill"),
         None,
@@ -556,11 +676,12 @@ async fn malformed_duplicated_and_reordered_frames_end_as_one_copy_of_each_trade
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = e.sim.ground_truth();
     let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    let starts = starts_of(&running).await;
     stop(running, token).await;
     let d = drain_all(&e).await;
     assert!(metric(&metrics, "producer_malformed_frames_total") > 0.0);
     assert!(metric(&metrics, "producer_duplicates_dropped_total") > 0.0);
-    let by_source = check_against_truth(&d, &first, &before, 10);
+    let by_source = check_against_truth(&d, &first, &before, &starts);
     assert!(by_source.get("backfill").copied().unwrap_or(0) > 0);
     assert!(d.gaps.is_empty(), "{:?}", d.gaps);
     e.sim.shutdown().await;
@@ -607,12 +728,13 @@ async fn backfill_honours_429_and_418_and_still_fills_every_gap() {
     // Every gap of every symbol needs a request: give the budget time.
     tokio::time::sleep(Duration::from_secs(16)).await;
     let before = e.sim.ground_truth();
+    let starts = starts_of(&running).await;
     stop(running, token).await;
     let d = drain_all(&e).await;
     let logs = log_text();
     assert!(logs.contains("Binance answered 429"), "no 429 seen");
     assert!(logs.contains("Binance answered 418"), "no 418 seen");
-    let by_source = check_against_truth(&d, &first, &before, 0);
+    let by_source = check_against_truth(&d, &first, &before, &starts);
     assert!(by_source.get("backfill").copied().unwrap_or(0) > 0);
     assert!(d.gaps.is_empty(), "{:?}", d.gaps);
     e.sim.shutdown().await;
@@ -663,6 +785,7 @@ async fn geo_blocking_is_a_clear_error_at_start_and_gap_records_during_backfill(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = e.sim.ground_truth();
     let (_, metrics) = http_get(running.metrics_addr, "/metrics").await;
+    let starts = starts_of(&running).await;
     stop(running, token).await;
     let d = drain_all(&e).await;
     assert!(!d.gaps.is_empty(), "lost frames must be reported");
@@ -671,6 +794,6 @@ async fn geo_blocking_is_a_clear_error_at_start_and_gap_records_during_backfill(
         assert_eq!(g.reporter, "producer");
     }
     assert!(metric(&metrics, "producer_gap_ids_unfilled_total") > 0.0);
-    check_against_truth(&d, &first, &before, 10);
+    check_against_truth(&d, &first, &before, &starts);
     e.sim.shutdown().await;
 }

@@ -8,13 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use binance_sim::{FaultSettings, Sim, SimConfig, SymbolSpec, parse_rates};
-use clap::{Parser, ValueEnum};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
+use clap::Parser;
 
 /// A local Binance spot exchange for tests: deterministic trade streams
 /// (`/ws/<stream>`, `/stream?streams=`), REST market data (`/api/v3/klines`, `trades`,
@@ -108,7 +102,7 @@ struct Args {
     geo_block: bool,
     /// Log format.
     #[arg(long, env = "SIM_LOG_FORMAT", value_enum, default_value = "text")]
-    log_format: LogFormat,
+    log_format: logging::Format,
 }
 
 fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -158,19 +152,7 @@ fn config(a: &Args) -> anyhow::Result<SimConfig> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match args.log_format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init(),
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init(),
-    }
+    logging::init(args.log_format, "binance-sim");
     let cfg = config(&args).context("invalid configuration")?;
     let addr = format!("{}:{}", args.host, args.port);
     let sim = Sim::start(cfg, &addr)

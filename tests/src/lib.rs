@@ -345,6 +345,19 @@ fn keep_until_exit(mut pubsub: PubsubEmulator, mut bq: BigQueryEmulator) {
     groups.extend(bq.process.take());
 }
 
+/// Per symbol, the first trade id a producer accounts for, from its `/metrics` text
+/// (`producer_start_id{symbol="BTCUSDT"} 123`).
+pub fn producer_start_ids(metrics: &str) -> std::collections::BTreeMap<String, i64> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("producer_start_id{symbol=\""))
+        .filter_map(|rest| {
+            let (symbol, value) = rest.split_once("\"} ")?;
+            Some((symbol.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// A decimal string without trailing fractional zeros ("91234.50000000" -> "91234.5",
 /// "1.000" -> "1"), so that Binance's fixed 8 decimals compare with BigQuery's NUMERIC text.
 pub fn normalise_decimal(decimal: &str) -> String {

@@ -49,8 +49,14 @@ def test_template_renders_a_runnable_unit(tf_dir, tmp_path, name, port):
     exec_start = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
     assert exec_start == [
         f"ExecStart=/usr/bin/docker run --rm --name={name} --network=host "
-        f"--env-file=/etc/binance-pipeline/{name}.env {IMAGE.format(name=name)}"
+        f"--env-file=/etc/binance-pipeline/{name}.env "
+        f"--volume=/var/lib/binance-pipeline/{name}:/var/lib/{name} {IMAGE.format(name=name)}"
     ]
+    # The mounted state directory exists and belongs to the image's user before the start.
+    assert (
+        f"ExecStartPre=/bin/sh -c 'mkdir -p /var/lib/binance-pipeline/{name} && "
+        f"chown 65532:65532 /var/lib/binance-pipeline/{name}'" in unit
+    )
     opened = set(re.findall(r"--dport (\d+)", unit))
     assert opened == {str(port)}, f"only the health port may be opened, got {opened}"
     assert "Restart=always" in unit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import contract
 from tfmodel import block, blocks
@@ -74,6 +75,17 @@ def test_producer_vm_runs_the_producer_image_with_its_port(tf):
     assert "env = local.producer_env" in user_data
     assert "health_port = 9100" in user_data
     assert block(producer, "service_account")["email"] == "${google_service_account.producer.email}"
+
+
+def test_the_producer_keeps_its_resume_point_in_the_mounted_state_directory(tf, tf_dir):
+    found = re.search(r'PRODUCER_STATE_FILE = "([^"]+)"', tf.locals["producer_env"])
+    assert found, tf.locals["producer_env"]
+    assert found.group(1).startswith("/var/lib/producer/"), found.group(1)
+    template = (tf_dir / "templates" / "container-service.yaml.tftpl").read_text()
+    assert "--volume=/var/lib/binance-pipeline/${name}:/var/lib/${name}" in template
+    # The Dockerfile is the repository's, also when the structural tests run on a copy.
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    assert "USER 65532:65532" in dockerfile, "the template chowns the state directory to 65532"
 
 
 def test_consumer_group_autoheals_on_its_healthz(tf):

@@ -33,8 +33,10 @@ def test_binary_env_names_resolve_to_the_created_resources(tf):
 def test_each_binary_gets_its_metrics_port(tf, component):
     env = tf.locals[f"{component}_env"]
     port = contract.METRICS_PORT[component]
+    # common_env plus METRICS_ADDR first, then settings of that binary alone (PRODUCER_*, ...).
     assert re.fullmatch(
-        rf'\$\{{merge\(local\.common_env, \{{METRICS_ADDR = "0\.0\.0\.0:{port}"\}}\)\}}', env
+        rf'\$\{{merge\(local\.common_env, \{{METRICS_ADDR = "0\.0\.0\.0:{port}"(, {component.upper()}_\w+ = "[^"]*")*\}}\)\}}',
+        env,
     ), f"local.{component}_env must be common_env plus METRICS_ADDR 0.0.0.0:{port}: {env}"
 
 

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use gcp::GcpTarget;
 use gcp::bigquery::sql::Warehouse;
 use pipeline_tests::{
-    BigQueryEmulator, PROJECT, free_port, normalise_decimal, shared, unique_name,
+    BigQueryEmulator, PROJECT, free_port, normalise_decimal, producer_start_ids, shared,
+    unique_name,
 };
 use serde_json::{Value, json};
 
@@ -163,6 +164,7 @@ struct Names {
     gap_sub: String,
     dead_topic: String,
     market: String,
+    producer_metrics: u16,
 }
 
 impl Names {
@@ -174,6 +176,7 @@ impl Names {
             gap_sub: unique_name("chaos_gaps_bq"),
             dead_topic: unique_name("chaos_dead"),
             market: unique_name("chaos_market"),
+            producer_metrics: free_port(),
         }
     }
 }
@@ -187,7 +190,7 @@ fn producer_args(pubsub: &str, sim: &str, n: &Names) -> Vec<String> {
         "--create-topics".into(),
         format!("--ws-url=ws://{sim}"),
         format!("--rest-url=http://{sim}"),
-        format!("--metrics-addr=127.0.0.1:{}", free_port()),
+        format!("--metrics-addr=127.0.0.1:{}", n.producer_metrics),
         "--log-format=text".into(),
         // Faults must be noticed within the test's minutes, not production's.
         "--rotate-after=18s".into(),
@@ -310,20 +313,37 @@ struct Row {
     buyer_is_maker: bool,
 }
 
-/// What the producer was due per symbol: from the first id its first connection was sent, to at
+/// What the producer was due per symbol: from the first id it accounts for (after the
+/// exchange's latest id at its start, no later than its first connection's first trade), to at
 /// least the last id produced before it was stopped.
 type Due = BTreeMap<String, (i64, i64)>;
 
-fn due_from(truth: &Value) -> Due {
+/// The producer's `producer_start_id` per symbol (read while it runs).
+async fn producer_starts(port: u16) -> BTreeMap<String, i64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    producer_start_ids(&text)
+}
+
+fn due_from(truth: &Value, starts: &BTreeMap<String, i64>) -> Due {
     let mut due = Due::new();
     for symbol in SYMBOLS {
-        let first = truth["connections"]
+        let first_sent = truth["connections"]
             .as_array()
             .unwrap()
             .iter()
             .filter_map(|c| c["symbols"][symbol]["first_expected_id"].as_i64())
             .min()
             .unwrap_or_else(|| panic!("no connection carried {symbol}: {truth}"));
+        let first = starts[symbol];
+        assert!(
+            (0..=first_sent).contains(&first),
+            "{symbol}: the producer accounts from {first}, its first connection started at {first_sent}"
+        );
         let last = truth["symbols"][symbol]["last_id"].as_i64().unwrap();
         due.insert(symbol.to_owned(), (first, last));
     }
@@ -557,6 +577,7 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
 
     // Stop the producer: it flushes what it holds. Everything produced before this was due.
     let truth = sim.ground_truth().await;
+    let starts = producer_starts(n.producer_metrics).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = producer.stop(Duration::from_secs(40));
     assert!(
@@ -564,7 +585,7 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
         "producer exited {status}: {}",
         producer.tail()
     );
-    let due = due_from(&truth);
+    let due = due_from(&truth, &starts);
 
     eprintln!("chaos: producer stopped after {:?}", start.elapsed());
     let w = Warehouse::connect(&warehouse_target(&bq)).await.unwrap();
@@ -665,9 +686,10 @@ async fn kill_and_replace_the_consumer(
     let mut consumer = Proc::spawn("consumer", &consumer_args(&pubsub, &bq, &n, &[]));
     tokio::time::sleep(after_kill).await;
     let truth = sim.ground_truth().await;
+    let starts = producer_starts(n.producer_metrics).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(producer.stop(Duration::from_secs(40)).success());
-    let due = due_from(&truth);
+    let due = due_from(&truth, &starts);
     let w = Warehouse::connect(&warehouse_target(&bq)).await.unwrap();
     wait_until_complete(&w, &n.market, &due, wait).await;
     assert!(consumer.stop(Duration::from_secs(30)).success());
