@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context as _, anyhow, bail};
 use binance::wire::Kline;
-use binance::{IdRange, RestClient};
+use binance::{IdRange, RestClient, TimeUnit};
 use futures::{StreamExt, TryStreamExt, stream};
 use gcp::GcpTarget;
 use gcp::bigquery::sql::Warehouse;
@@ -534,9 +534,11 @@ impl Batch {
             .ok_or_else(|| anyhow!("the Trade descriptor is missing from trade-proto"))?;
         let mut filled = 0u64;
         let mut unfilled = Vec::new();
+        // µs like the producer's rows: the same trade must carry the same trade_time whichever
+        // path landed it (the same weight budget: one client, another time unit).
+        let rest = self.rest.with_time_unit(TimeUnit::Microsecond);
         for part in trades::split(&missing, FETCH_CHUNK) {
-            let got = self
-                .rest
+            let got = rest
                 .fetch_trade_range(symbol, part, Source::Batch)
                 .await
                 .with_context(|| {

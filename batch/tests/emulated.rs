@@ -13,7 +13,7 @@ use batch::klines::Interval;
 use batch::progress::Silent;
 use batch::run::Batch;
 use binance::rest::BanPolicy;
-use binance::{IdRange, RestClient, RestConfig};
+use binance::{IdRange, RestClient, RestConfig, TimeUnit};
 use binance_sim::{Sim, SimConfig, SimHandle, SymbolUpdate};
 use gcp::GcpTarget;
 use gcp::bigquery::sql::Warehouse;
@@ -343,8 +343,10 @@ async fn reconcile_fills_trade_ids_removed_from_market_trades_and_check_then_pas
     let sym = sim.tape().index_of("STXUSDT").unwrap();
     let first = sim.tape().id_before(sym, day.start_ms() * 1000) as i64;
     let last = sim.tape().id_before(sym, day.end_ms() * 1000) as i64 - 1;
+    // In µs, as the producer asks for them.
     let all = batch
         .rest
+        .with_time_unit(TimeUnit::Microsecond)
         .fetch_trade_range("STXUSDT", IdRange::new(first, last), Source::Stream)
         .await
         .unwrap();
@@ -389,15 +391,26 @@ async fn reconcile_fills_trade_ids_removed_from_market_trades_and_check_then_pas
     let batch_rows = batch
         .warehouse
         .query(&format!(
-            "SELECT trade_id FROM `{PROJECT}.{}.trades_raw` WHERE source = 'batch' ORDER BY trade_id",
+            "SELECT trade_id, UNIX_MICROS(trade_time) AS t FROM `{PROJECT}.{}.trades_raw` \
+             WHERE source = 'batch' ORDER BY trade_id",
             batch.datasets.market
         ))
         .await
         .unwrap()
         .iter()
-        .map(|r| r.get::<i64>("trade_id").unwrap())
+        .map(|r| (r.get::<i64>("trade_id").unwrap(), r.get::<i64>("t").unwrap()))
         .collect::<Vec<_>>();
-    assert_eq!(batch_rows, removed);
+    // The filled trades carry the exchange's µs times, exactly like the stream's rows.
+    let want: Vec<(i64, i64)> = all
+        .iter()
+        .filter(|t| removed.contains(&t.trade_id))
+        .map(|t| (t.trade_id, t.trade_time))
+        .collect();
+    assert_eq!(batch_rows, want);
+    assert!(
+        want.iter().any(|(_, t)| t % 1000 != 0),
+        "the simulator's times have sub-millisecond digits, or this proves nothing"
+    );
 
     let ok = batch
         .check(day, Interval::MINUTE, false, now_us())

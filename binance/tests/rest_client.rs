@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use binance::continuity::IdRange;
+use binance::TimeUnit;
 use binance::rest::{BanPolicy, RestClient, RestConfig, RestError};
 use trade_proto::Source;
 
@@ -378,6 +379,24 @@ async fn fetches_an_id_range_in_pages_of_1000() {
         ]
     );
     assert_eq!(c.used_weight(), 25);
+}
+
+#[tokio::test]
+async fn a_client_in_another_time_unit_shares_the_weight_budget() {
+    let (url, _s) = start(get(historical), 0).await;
+    let ms = client(url);
+    let us = ms.with_time_unit(TimeUnit::Microsecond);
+    assert_eq!(ms.config().time_unit, TimeUnit::Millisecond);
+    assert_eq!(us.config().time_unit, TimeUnit::Microsecond);
+    let trades = us
+        .fetch_trade_range("BTCUSDT", IdRange::new(7, 7), Source::Batch)
+        .await
+        .unwrap();
+    // Read as µs: the number is taken as it is, not multiplied by 1000.
+    assert_eq!(trades[0].trade_time, 1_700_000_000_000 + 7);
+    // Binance counts weight per IP: what one spent, the other sees.
+    assert_eq!(ms.used_weight(), 25);
+    assert!(ms.budget_used() >= 25, "{}", ms.budget_used());
 }
 
 #[tokio::test]

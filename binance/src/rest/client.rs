@@ -230,6 +230,19 @@ impl RestClient {
         &self.config
     }
 
+    /// The same client (connection pool, weight budget: Binance counts weight per IP, not per
+    /// client) answering in `unit`: trade ids in µs for the warehouse, klines in ms for their
+    /// own columns.
+    pub fn with_time_unit(&self, unit: TimeUnit) -> RestClient {
+        RestClient {
+            config: Arc::new(RestConfig {
+                time_unit: unit,
+                ..(*self.config).clone()
+            }),
+            ..self.clone()
+        }
+    }
+
     /// `GET /api/v3/historicalTrades` (weight 25): up to `limit` (≤ 1000) trades from `from_id`
     /// (the most recent ones when `None`).
     pub async fn historical_trades(
