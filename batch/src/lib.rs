@@ -15,9 +15,8 @@
 //! - [`stage`]: klines as proto rows for the Storage Write API (staging table).
 //! - [`cli`]: the command line and its validation.
 //!
-//! I/O: [`agg_trades`] (first trade id of a day), [`run`] (the commands), [`progress`].
+//! I/O: [`run`] (the commands; REST through `binance::RestClient`, one weight budget), [`progress`].
 
-pub mod agg_trades;
 pub mod cli;
 pub mod day;
 pub mod decimal;

@@ -48,7 +48,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     serve_metrics(g.metrics_addr, rest.clone()).await;
     let batch = Batch {
         rest,
-        probe: batch::agg_trades::FirstTradeProbe::new(&g.binance_rest_url)?,
         warehouse: Warehouse::connect(&target).await?,
         target,
         datasets: Datasets {

@@ -19,7 +19,6 @@ use gcp::bigquery::write::StorageWriter;
 use prost::Message as _;
 use trade_proto::Source;
 
-use crate::agg_trades::FirstTradeProbe;
 use crate::day::Day;
 use crate::decimal::Numeric;
 use crate::klines::{self, Interval, KlineRow, PAGE_LIMIT, Page, Problem};
@@ -47,8 +46,6 @@ const APPEND_CHUNK: usize = 10_000;
 pub struct Batch {
     /// Binance REST (weight budget, retries, bans and geo-blocks surfaced).
     pub rest: RestClient,
-    /// First trade id of a day (`aggTrades`), not in `RestClient` yet.
-    pub probe: FirstTradeProbe,
     /// BigQuery SQL.
     pub warehouse: Warehouse,
     /// Project and endpoints (the Storage Write client is made from it when needed).
@@ -385,13 +382,18 @@ impl Batch {
         if count == 0 {
             return Ok(Expected { first: 0, count });
         }
+        // The first aggregate at or after midnight names the day's first trade id (the client
+        // answers in ms, like the day's bounds).
         let first = self
-            .probe
-            .first_trade_at(symbol, day.start_ms())
+            .rest
+            .agg_trades_from(symbol, day.start_ms(), 1)
             .await
-            .with_context(|| format!("first trade id of {symbol} on {day}"))?;
-        match first {
-            Some((id, t)) if t < day.end_ms() => Ok(Expected { first: id, count }),
+            .with_context(|| format!("first trade id of {symbol} on {day} (aggTrades)"))?;
+        match first.first() {
+            Some(a) if a.time < day.end_ms() => Ok(Expected {
+                first: a.first_trade_id,
+                count,
+            }),
             _ => Err(anyhow!(
                 "{symbol} {day}: the klines count {count} trades but aggTrades has none that day"
             )),

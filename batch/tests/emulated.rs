@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use batch::agg_trades::FirstTradeProbe;
 use batch::day::Day;
 use batch::klines::Interval;
 use batch::progress::Silent;
@@ -68,7 +67,6 @@ async fn batch_for(sim: &SimHandle, symbols: &[&str], rest: RestConfig) -> Batch
             ..rest
         })
         .unwrap(),
-        probe: FirstTradeProbe::new(&sim.rest_base_url()).unwrap(),
         warehouse: Warehouse::connect(&target).await.unwrap(),
         target,
         datasets: Datasets {
@@ -398,7 +396,12 @@ async fn reconcile_fills_trade_ids_removed_from_market_trades_and_check_then_pas
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.get::<i64>("trade_id").unwrap(), r.get::<i64>("t").unwrap()))
+        .map(|r| {
+            (
+                r.get::<i64>("trade_id").unwrap(),
+                r.get::<i64>("t").unwrap(),
+            )
+        })
         .collect::<Vec<_>>();
     // The filled trades carry the exchange's µs times, exactly like the stream's rows.
     let want: Vec<(i64, i64)> = all

@@ -145,6 +145,35 @@ pub struct RestTrade {
     pub is_best_match: bool,
 }
 
+/// One row of `GET /api/v3/aggTrades`: trades of one taker order at one price, compressed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct AggTrade {
+    /// Aggregate trade id.
+    #[serde(rename = "a")]
+    pub agg_id: i64,
+    /// Price, decimal string.
+    #[serde(rename = "p")]
+    pub price: String,
+    /// Quantity, decimal string.
+    #[serde(rename = "q")]
+    pub qty: String,
+    /// First trade id of the aggregate (the `id` space of trades and the stream's `t`).
+    #[serde(rename = "f")]
+    pub first_trade_id: i64,
+    /// Last trade id of the aggregate.
+    #[serde(rename = "l")]
+    pub last_trade_id: i64,
+    /// Time (ms, or µs with `X-MBX-TIME-UNIT: MICROSECOND`).
+    #[serde(rename = "T")]
+    pub time: i64,
+    /// Buyer is the market maker.
+    #[serde(rename = "m")]
+    pub is_buyer_maker: bool,
+    /// Legacy flag, always true on spot.
+    #[serde(rename = "M", default)]
+    pub is_best_match: bool,
+}
+
 /// One row of `GET /api/v3/klines`: a 12-element array
 /// `[openTime, "open", "high", "low", "close", "volume", closeTime, "quoteVolume", trades,
 /// "takerBuyBase", "takerBuyQuote", "0"]`.

@@ -199,6 +199,25 @@ fn syntax_error_quotes_the_frame() {
 // REST rows
 // ------------------------------------------------------------------------------------------------
 
+#[test]
+fn agg_trades_rows_parse_with_their_trade_id_range() {
+    // The repository's copy of the documented example (tests/fixtures/binance/SOURCES.md).
+    let rows: Vec<binance::wire::AggTrade> =
+        serde_json::from_str(include_str!("../../tests/fixtures/binance/agg_trades.json")).unwrap();
+    assert_eq!(rows.len(), 1);
+    let a = &rows[0];
+    assert_eq!(
+        (a.agg_id, a.first_trade_id, a.last_trade_id),
+        (26129, 27781, 27781)
+    );
+    assert_eq!(
+        (a.price.as_str(), a.qty.as_str()),
+        ("0.01633102", "4.70443515")
+    );
+    assert_eq!(a.time, 1_498_793_709_153);
+    assert!(a.is_buyer_maker && a.is_best_match);
+}
+
 fn rest_row() -> RestTrade {
     let rows: Vec<RestTrade> =
         serde_json::from_str(include_str!("fixtures/rest_historical_trades_docs.json")).unwrap();

@@ -12,8 +12,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use binance::continuity::IdRange;
 use binance::TimeUnit;
+use binance::continuity::IdRange;
 use binance::rest::{BanPolicy, RestClient, RestConfig, RestError};
 use trade_proto::Source;
 

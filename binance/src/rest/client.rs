@@ -26,7 +26,7 @@ use super::budget::{DEFAULT_SAFETY_MARGIN, REQUEST_WEIGHT_LIMIT_1M, WeightBudget
 use super::classify::{Outcome, classify, used_weight};
 use crate::continuity::IdRange;
 use crate::parse::{ParseError, TimeUnit, parse_rest_trade};
-use crate::wire::{ExchangeInfo, Kline, RestTrade, Ticker24hr};
+use crate::wire::{AggTrade, ExchangeInfo, Kline, RestTrade, Ticker24hr};
 
 /// Largest `limit` of `historicalTrades`, `trades` and `klines`. Source: Binance spot
 /// `rest-api.md` ("limit: Default 500; max 1000").
@@ -284,6 +284,23 @@ impl RestClient {
             q.push(("endTime", e.to_string()));
         }
         self.get_json("/api/v3/klines", &q, weights::KLINES).await
+    }
+
+    /// `GET /api/v3/aggTrades` (weight 4): up to `limit` (≤ 1000) aggregate trades from
+    /// `start_time` (in the client's time unit) on, oldest first.
+    pub async fn agg_trades_from(
+        &self,
+        symbol: &str,
+        start_time: i64,
+        limit: u16,
+    ) -> Result<Vec<AggTrade>, RestError> {
+        let q = vec![
+            ("symbol", symbol.to_ascii_uppercase()),
+            ("startTime", start_time.to_string()),
+            ("limit", clamp_limit(limit).to_string()),
+        ];
+        self.get_json("/api/v3/aggTrades", &q, weights::AGG_TRADES)
+            .await
     }
 
     /// `GET /api/v3/exchangeInfo` (weight 20) for `symbols` (all symbols when empty).
