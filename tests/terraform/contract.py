@@ -109,4 +109,9 @@ TRADES_VIEW_SQL = (
     "(PARTITION BY symbol, trade_id ORDER BY receive_time) = 1"
 )
 
+TRADES_BETWEEN_SQL = (
+    "SELECT * FROM market.trades_raw WHERE trade_time >= start_time AND trade_time < end_time "
+    "QUALIFY ROW_NUMBER() OVER (PARTITION BY symbol, trade_id ORDER BY receive_time) = 1"
+)
+
 PRIMITIVE_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}

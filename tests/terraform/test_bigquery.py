@@ -8,7 +8,7 @@ import pytest
 
 import contract
 import tfmodel
-from tfmodel import block
+from tfmodel import block, blocks
 
 # proto scalar type -> BigQuery types it may land as (the contract picks one per column).
 PROTO_TO_BQ = {
@@ -109,6 +109,23 @@ def test_kline_table_per_symbol(tf):
     # The map is keyed by the lower-case symbol, from the symbols variable.
     assert re.fullmatch(r"\$\{\{for (\w+) in var\.symbols : lower\(\1\) => \1\}\}", tf.locals["kline_tables"])
     assert tf.variables["symbols"]["default"] == contract.SYMBOLS
+
+
+def test_trades_between_filters_before_it_dedups(tf):
+    routine = tf.resource("google_bigquery_routine", "trades_between")
+    assert routine["dataset_id"] == "${google_bigquery_dataset.market.dataset_id}"
+    assert (routine["routine_id"], routine["routine_type"], routine["language"]) == (
+        "trades_between",
+        "TABLE_VALUED_FUNCTION",
+        "SQL",
+    )
+    body = re.sub(r"`(?:\$\{var\.project_id\}\.)?([\w.]+)`", r"\1", tf.resolve(routine["definition_body"]))
+    assert " ".join(body.split()) == contract.TRADES_BETWEEN_SQL
+    arguments = [(a["name"], a["data_type"]) for a in blocks(routine, "arguments")]
+    assert arguments == [
+        ("start_time", '${jsonencode({typeKind = "TIMESTAMP"})}'),
+        ("end_time", '${jsonencode({typeKind = "TIMESTAMP"})}'),
+    ]
 
 
 def test_trades_view_is_the_contract_dedup_query(tf):

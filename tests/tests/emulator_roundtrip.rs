@@ -154,6 +154,61 @@ async fn encoded_trades_appended_through_storage_write_read_back_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_between_keeps_one_row_per_trade_of_its_range_only() {
+    let target = target();
+    let warehouse = Warehouse::connect(&target).await.unwrap();
+    let ds = Datasets {
+        market: unique_name("market"),
+        dwh: unique_name("dwh"),
+        scd: unique_name("scd"),
+    };
+    // Twice: setup is idempotent, the function included.
+    for _ in 0..2 {
+        for statement in tables::setup_statements(PROJECT, &ds, &["BTCUSDT".into()]).unwrap() {
+            warehouse.execute(&statement).await.unwrap();
+        }
+    }
+    // Trades one hour apart over three days, each delivered twice (a redelivery).
+    const HOUR_US: i64 = 3_600_000_000;
+    let day0 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+    let sent: Vec<Trade> = (0..72)
+        .map(|i| Trade {
+            trade_time: day0 + i * HOUR_US + 123,
+            ..trade(i, "1.00000000", "2.00000000", i % 2 == 0)
+        })
+        .collect();
+    let rows: Vec<Vec<u8>> = sent
+        .iter()
+        .chain(&sent)
+        .map(|t| t.encode_to_vec())
+        .collect();
+    let writer = StorageWriter::connect(&target).await.unwrap();
+    let table = table_path(PROJECT, &ds.market, tables::TRADES_RAW);
+    let descriptor = trade_proto::message_descriptor("Trade").unwrap();
+    writer.append(&table, &descriptor, rows).await.unwrap();
+
+    // The second day, half-open: [day1 00:00, day2 00:00).
+    let got = warehouse
+        .query(&format!(
+            "SELECT trade_id FROM `{PROJECT}.{}.trades_between`(TIMESTAMP_MICROS({}), \
+             TIMESTAMP_MICROS({})) ORDER BY trade_id",
+            ds.market,
+            day0 + 24 * HOUR_US,
+            day0 + 48 * HOUR_US
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<i64>("trade_id").unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        (24..48).collect::<Vec<i64>>(),
+        "one row per trade of that day"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_to_a_missing_table_is_rejected_not_retried() {
     let target = target();
     let writer = StorageWriter::connect(&target).await.unwrap();

@@ -41,6 +41,8 @@ impl Default for Datasets {
 pub const TRADES_RAW: &str = "trades_raw";
 /// The deduplicated view users query.
 pub const TRADES_VIEW: &str = "trades";
+/// The deduplicating table function for a time range (reads only the partitions it needs).
+pub const TRADES_BETWEEN: &str = "trades_between";
 /// The gap records table.
 pub const GAPS: &str = "gaps";
 
@@ -114,6 +116,20 @@ pub fn trades_view_query(project: &str, ds: &Datasets) -> String {
     )
 }
 
+/// The table function users query for a time range: the same one row per (symbol, trade_id),
+/// with the `trade_time` filter *before* the deduplication, so BigQuery reads only the daily
+/// partitions of `trades_raw` the range touches. (A filter on the view sits after its window
+/// function, so the view reads the whole table whatever the filter.) Terraform's
+/// `google_bigquery_routine.trades_between` carries the same body.
+pub fn trades_between_query(project: &str, ds: &Datasets) -> String {
+    format!(
+        "SELECT * FROM `{project}.{}.{TRADES_RAW}` WHERE trade_time >= start_time AND \
+         trade_time < end_time QUALIFY ROW_NUMBER() OVER (PARTITION BY symbol, trade_id ORDER BY \
+         receive_time) = 1",
+        ds.market
+    )
+}
+
 /// Every statement that creates the datasets, tables and views, idempotently.
 pub fn setup_statements(
     project: &str,
@@ -131,6 +147,12 @@ pub fn setup_statements(
         "CREATE VIEW IF NOT EXISTS `{project}.{}.{TRADES_VIEW}` AS {}",
         ds.market,
         trades_view_query(project, ds)
+    ));
+    out.push(format!(
+        "CREATE OR REPLACE TABLE FUNCTION `{project}.{}.{TRADES_BETWEEN}`\
+         (start_time TIMESTAMP, end_time TIMESTAMP) AS {}",
+        ds.market,
+        trades_between_query(project, ds)
     ));
     Ok(out)
 }
@@ -159,13 +181,72 @@ mod tests {
         assert_eq!(specs[4].table, "klines_btcusdt");
     }
 
+    /// The string value of `key = "..."` in the block of `resource`, HCL escapes undone.
+    fn hcl_string(tf: &str, resource: &str, key: &str) -> String {
+        let block = &tf[tf
+            .find(resource)
+            .unwrap_or_else(|| panic!("{resource} missing"))..];
+        let line = block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("{resource} has no {key}"));
+        let quoted = line.trim_start_matches([' ', '=']);
+        quoted
+            .trim()
+            .trim_matches('"')
+            .replace("\\\"", "\"")
+            .replace("${var.project_id}", "P")
+            .replace("${local.market_dataset_id}", "market")
+    }
+
     #[test]
-    fn setup_creates_datasets_first_and_the_view_last() {
+    fn terraform_creates_the_same_view_and_function_as_the_code() {
+        // Read at run time: terraform/*.tf is not part of the crate (nor of the Docker context).
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../terraform/bigquery.tf");
+        let tf = std::fs::read_to_string(path).unwrap();
+        let ds = Datasets::default();
+        assert_eq!(
+            hcl_string(
+                &tf,
+                r#"resource "google_bigquery_table" "trades" {"#,
+                "query"
+            ),
+            trades_view_query("P", &ds)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert_eq!(
+            hcl_string(
+                &tf,
+                r#"resource "google_bigquery_routine" "trades_between" {"#,
+                "definition_body"
+            ),
+            trades_between_query("P", &ds)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+
+    #[test]
+    fn setup_creates_datasets_first_and_the_view_and_function_last() {
         let stmts = setup_statements("p", &Datasets::default(), &["ARBUSDT".into()]).unwrap();
         assert!(stmts[0].starts_with("CREATE SCHEMA IF NOT EXISTS `p.market`"));
         assert!(stmts.iter().any(|s| s.contains("`p.dwh.klines_arbusdt`")));
-        let last = stmts.last().unwrap();
-        assert!(last.starts_with("CREATE VIEW IF NOT EXISTS `p.market.trades` AS SELECT"));
-        assert!(last.contains("PARTITION BY symbol, trade_id"));
+        let [.., view, function] = stmts.as_slice() else {
+            panic!("{stmts:?}")
+        };
+        assert!(view.starts_with("CREATE VIEW IF NOT EXISTS `p.market.trades` AS SELECT"));
+        assert!(view.contains("PARTITION BY symbol, trade_id"));
+        assert!(function.starts_with(
+            "CREATE OR REPLACE TABLE FUNCTION `p.market.trades_between`(start_time TIMESTAMP, end_time TIMESTAMP) AS SELECT"
+        ));
+        // The range filter comes before the deduplication (that is what lets BigQuery prune).
+        let (filter, dedup) = (
+            function.find("WHERE trade_time >=").unwrap(),
+            function.find("QUALIFY").unwrap(),
+        );
+        assert!(filter < dedup, "{function}");
     }
 }
