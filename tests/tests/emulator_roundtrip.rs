@@ -87,11 +87,9 @@ async fn a_trade_published_to_pubsub_is_pulled_back_identical() {
     admin.delete_subscription(&sub).await.unwrap();
 }
 
-/// BigQuery prints NUMERIC without trailing zeros; compare decimal values, not spellings.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn encoded_trades_appended_through_storage_write_read_back_exactly() {
-    let target = target();
-    let warehouse = Warehouse::connect(&target).await.unwrap();
+/// New datasets with every table, view and function of the setup.
+async fn fresh_warehouse(target: &GcpTarget) -> (Warehouse, Datasets) {
+    let warehouse = Warehouse::connect(target).await.unwrap();
     let ds = Datasets {
         market: unique_name("market"),
         dwh: unique_name("dwh"),
@@ -100,6 +98,14 @@ async fn encoded_trades_appended_through_storage_write_read_back_exactly() {
     for statement in tables::setup_statements(PROJECT, &ds, &["BTCUSDT".into()]).unwrap() {
         warehouse.execute(&statement).await.unwrap();
     }
+    (warehouse, ds)
+}
+
+/// BigQuery prints NUMERIC without trailing zeros; compare decimal values, not spellings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_trades_appended_through_storage_write_read_back_exactly() {
+    let target = target();
+    let (warehouse, ds) = fresh_warehouse(&target).await;
 
     let sent = vec![
         trade(0, "0.00000001", "92233.72036854", false),
@@ -156,17 +162,10 @@ async fn encoded_trades_appended_through_storage_write_read_back_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trades_between_keeps_one_row_per_trade_of_its_range_only() {
     let target = target();
-    let warehouse = Warehouse::connect(&target).await.unwrap();
-    let ds = Datasets {
-        market: unique_name("market"),
-        dwh: unique_name("dwh"),
-        scd: unique_name("scd"),
-    };
-    // Twice: setup is idempotent, the function included.
-    for _ in 0..2 {
-        for statement in tables::setup_statements(PROJECT, &ds, &["BTCUSDT".into()]).unwrap() {
-            warehouse.execute(&statement).await.unwrap();
-        }
+    let (warehouse, ds) = fresh_warehouse(&target).await;
+    // Again: setup is idempotent, the function included.
+    for statement in tables::setup_statements(PROJECT, &ds, &["BTCUSDT".into()]).unwrap() {
+        warehouse.execute(&statement).await.unwrap();
     }
     // Trades one hour apart over three days, each delivered twice (a redelivery).
     const HOUR_US: i64 = 3_600_000_000;
