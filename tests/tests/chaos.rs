@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use gcp::GcpTarget;
 use gcp::bigquery::sql::Warehouse;
 use pipeline_tests::{
-    BigQueryEmulator, PROJECT, free_port, normalise_decimal, producer_start_ids, shared,
-    unique_name,
+    BigQueryEmulator, PROJECT, PubsubEmulator, free_port, normalise_decimal, producer_start_ids,
+    shared, unique_name,
 };
 use serde_json::{Value, json};
 
@@ -576,16 +576,7 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
     sim.faults(json!({"clear": true})).await;
 
     // Stop the producer: it flushes what it holds. Everything produced before this was due.
-    let truth = sim.ground_truth().await;
-    let starts = producer_starts(n.producer_metrics).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let status = producer.stop(Duration::from_secs(40));
-    assert!(
-        status.success(),
-        "producer exited {status}: {}",
-        producer.tail()
-    );
-    let due = due_from(&truth, &starts);
+    let due = stop_the_producer(&mut producer, &sim, &n).await;
 
     eprintln!("chaos: producer stopped after {:?}", start.elapsed());
     let w = Warehouse::connect(&warehouse_target(&bq)).await.unwrap();
@@ -659,6 +650,22 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
     sim_proc.stop(Duration::from_secs(10));
 }
 
+/// Stops the producer (SIGTERM: it flushes what it holds; it must exit 0) and returns what it
+/// was due: from its start id to the last trade the exchange had made just before the stop.
+async fn stop_the_producer(producer: &mut Proc, sim: &SimApi, n: &Names) -> Due {
+    let truth = sim.ground_truth().await;
+    let starts = producer_starts(n.producer_metrics).await;
+    // Let the frames of the trades in that snapshot cross the socket before reading stops.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = producer.stop(Duration::from_secs(40));
+    assert!(
+        status.success(),
+        "producer exited {status}: {}",
+        producer.tail()
+    );
+    due_from(&truth, &starts)
+}
+
 /// A consumer started with `first_flags` is SIGKILLed 10 s into trading, with a batch held (rows
 /// wait up to 30 s), and replaced by a normal one; trading goes on for `after_kill`. Returns
 /// the check's verdict and the replacement's log.
@@ -685,11 +692,7 @@ async fn kill_and_replace_the_consumer(
     consumer.kill();
     let mut consumer = Proc::spawn("consumer", &consumer_args(&pubsub, &bq, &n, &[]));
     tokio::time::sleep(after_kill).await;
-    let truth = sim.ground_truth().await;
-    let starts = producer_starts(n.producer_metrics).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(producer.stop(Duration::from_secs(40)).success());
-    let due = due_from(&truth, &starts);
+    let due = stop_the_producer(&mut producer, &sim, &n).await;
     let w = Warehouse::connect(&warehouse_target(&bq)).await.unwrap();
     wait_until_complete(&w, &n.market, &due, wait).await;
     assert!(consumer.stop(Duration::from_secs(30)).success());
@@ -724,5 +727,61 @@ async fn a_consumer_killed_mid_batch_and_restarted_loses_nothing() {
         kill_and_replace_the_consumer(&[], Duration::from_secs(20), Duration::from_secs(150)).await;
     if let Err(problems) = verdict {
         panic!("{problems:?}\nconsumer log: {}", log.display());
+    }
+}
+
+/// Pub/Sub itself stops answering for 12 s (its process frozen with SIGSTOP): the producer's
+/// publishes and the consumer's pulls and acks hang or fail, and both carry on afterwards.
+/// Nothing is lost (the producer keeps what it has not seen acknowledged, the consumer acks only
+/// after BigQuery), and whatever comes twice is kept once by the view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_pubsub_delays_the_pipeline_and_loses_nothing() {
+    let pubsub = tokio::task::spawn_blocking(PubsubEmulator::start)
+        .await
+        .unwrap();
+    let pubsub_pid = pubsub.pid().expect("this test's own Pub/Sub emulator") as i32;
+    let bq = tokio::task::spawn_blocking(BigQueryEmulator::start)
+        .await
+        .unwrap();
+    let n = Names::new();
+    let (_sim_proc, sim_addr) = start_sim(&[]);
+    let sim = SimApi::new(&sim_addr);
+    let mut consumer = Proc::spawn(
+        "consumer",
+        &consumer_args(&pubsub.endpoint, &bq, &n, &["--batch-max-age=1s"]),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    consumer.assert_alive();
+    let mut producer = Proc::spawn("producer", &producer_args(&pubsub.endpoint, &sim_addr, &n));
+    let w = Warehouse::connect(&warehouse_target(&bq)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    // SAFETY: kill(2) on the process group of our own emulator.
+    unsafe { libc::kill(-pubsub_pid, libc::SIGSTOP) };
+    // Whatever was in flight lands within a few seconds; after that nothing can.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let frozen_at = landed(&w, &n.market).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let still = landed(&w, &n.market).await;
+    unsafe { libc::kill(-pubsub_pid, libc::SIGCONT) };
+    assert_eq!(
+        frozen_at, still,
+        "rows landed while Pub/Sub was frozen: no freeze happened"
+    );
+
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    producer.assert_alive();
+    consumer.assert_alive();
+    let due = stop_the_producer(&mut producer, &sim, &n).await;
+    wait_until_complete(&w, &n.market, &due, Duration::from_secs(120)).await;
+    assert!(consumer.stop(Duration::from_secs(30)).success());
+    match check(&w, &n.market, &sim, &due).await {
+        Ok(rows) => eprintln!("pubsub freeze: {rows} trades landed, every due id once"),
+        Err(problems) => panic!(
+            "{}\nproducer log: {}\nconsumer log: {}",
+            problems.join("\n"),
+            producer.log.display(),
+            consumer.log.display()
+        ),
     }
 }
