@@ -237,7 +237,11 @@ impl Settings {
             connect_timeout: Duration::from_secs(10),
             max_attempts: a.max_attempts,
             shutdown_deadline: a.shutdown_deadline,
-            state_file: a.state_file.clone().filter(|p| !p.as_os_str().is_empty()),
+            state_file: a
+                .state_file
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
             state_interval: a.state_interval,
             max_resume_ids: a.max_resume_ids,
         })

@@ -164,9 +164,10 @@ pub struct RunArgs {
     /// File keeping the resume point per symbol (the highest trade id up to which everything was
     /// published), so a restarted producer backfills the trades of its downtime. Put it on a
     /// disk that survives restarts. Unset: each run starts at the exchange's latest id, and what
-    /// traded while the producer was down is only recovered by the daily batch.
+    /// traded while the producer was down is only recovered by the daily batch. Empty: none
+    /// (a flag overriding an environment that sets one).
     #[arg(long, env = "PRODUCER_STATE_FILE")]
-    pub state_file: Option<std::path::PathBuf>,
+    pub state_file: Option<String>,
     /// How often the state file is rewritten (when the resume point moved).
     #[arg(long, env = "PRODUCER_STATE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub state_interval: Duration,
@@ -249,6 +250,19 @@ mod tests {
                 time_unit: FrameTimeUnit::Us
             }))
         ));
+    }
+
+    #[test]
+    fn an_empty_state_file_flag_overrides_the_environment_and_means_none() {
+        let cli = Cli::try_parse_from(["producer", "--project", "p", "--state-file="]).unwrap();
+        assert_eq!(cli.run.state_file.as_deref(), Some(""));
+        let settings = crate::app::Settings::from_args(&cli.run).unwrap();
+        assert_eq!(settings.state_file, None);
+        let cli = Cli::try_parse_from(["producer", "--project", "p", "--state-file", "/x/r.json"])
+            .unwrap();
+        let settings = crate::app::Settings::from_args(&cli.run).unwrap();
+        assert_eq!(settings.state_file, Some("/x/r.json".into()));
+        assert_eq!(settings.max_resume_ids, 1_000_000);
     }
 
     #[test]

@@ -92,9 +92,9 @@ def test_on_vm_starts_the_new_one_before_stopping_the_old_one(root, tmp_path, bi
     bridge = shlex.split(steps[index["start-bridge"]])
     assert NEW in bridge and "--env-file=/etc/binance-pipeline/producer.env" in bridge
     # Two writers of one state file would corrupt the resume point: the bridge keeps none.
-    assert "PRODUCER_STATE_FILE=" in bridge[: bridge.index(NEW)], bridge
+    assert "--state-file=" in bridge[bridge.index(NEW) + 1 :], bridge
     # What follows the image goes to the producer: flags it must accept.
-    flags = [a for a in bridge[bridge.index(NEW) + 1 :] if a.startswith("--")]
+    flags = [a.split("=", 1)[0] for a in bridge[bridge.index(NEW) + 1 :] if a.startswith("--")]
     accepted = binaries.cli("producer").options
     for flag in flags:
         assert flag in accepted, f"the bridge passes {flag}, which `producer --help` does not list"
