@@ -205,28 +205,22 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../terraform/bigquery.tf");
         let tf = std::fs::read_to_string(path).unwrap();
         let ds = Datasets::default();
-        assert_eq!(
-            hcl_string(
-                &tf,
+        let pairs = [
+            (
                 r#"resource "google_bigquery_table" "trades" {"#,
-                "query"
+                "query",
+                trades_view_query("P", &ds),
             ),
-            trades_view_query("P", &ds)
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        assert_eq!(
-            hcl_string(
-                &tf,
+            (
                 r#"resource "google_bigquery_routine" "trades_between" {"#,
-                "definition_body"
+                "definition_body",
+                trades_between_query("P", &ds),
             ),
-            trades_between_query("P", &ds)
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        ];
+        for (resource, key, code) in pairs {
+            let code = code.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(hcl_string(&tf, resource, key), code, "{resource}");
+        }
     }
 
     #[test]
