@@ -198,6 +198,8 @@ resource "google_project_iam_custom_role" "batch_job_runner" {
     "run.jobs.run",
     "run.jobs.runWithOverrides",
   ]
+
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_cloud_run_v2_job_iam_member" "batch_runner_composer" {
@@ -216,6 +218,8 @@ resource "google_project_iam_custom_role" "run_operations_reader" {
   title       = "binance-pipeline Cloud Run operations reader"
   description = "Poll the long-running operation of a Cloud Run job execution (CloudRunExecuteJobOperator waits on it)."
   permissions = ["run.operations.get"]
+
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_project_iam_member" "run_operations_composer" {

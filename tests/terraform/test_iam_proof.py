@@ -763,7 +763,7 @@ def render(tf: tfmodel.Terraform, table: dict, roles: dict) -> str:
         lines += [f"#### {comp}: {body['runs_on']}", "", "| call | where | code | resource | needs | source |", "|---|---|---|---|---|---|"]
         for call in body["calls"]:
             need = call.get("role") or ", ".join(f"`{p}`" for p in call.get("permissions", [])) or "nothing (the platform does it)"
-            code = "<br>".join(f"`{_md(r.partition('::')[0])}`" for r in call["code"])
+            code = "<br>".join(f"`{_md(path)}`" for path in dict.fromkeys(r.partition("::")[0] for r in call["code"]))
             where = call.get("where", "cloud") + (f" (`{call['guard']}`)" if call.get("guard") else "")
             srcs = f"[{call['source']}]({src[call['source']]})"
             if call.get("behaviour"):
