@@ -26,6 +26,19 @@ resource "google_composer_environment" "pipeline" {
     node_config {
       service_account = google_service_account.composer.email
     }
+
+    # Who may reach the Airflow web UI at the network level (docs/iam.md). Without this block
+    # Composer applies no network restriction; an empty variable is therefore turned into an
+    # allow-list that no internet address matches, never into an absent one.
+    web_server_network_access_control {
+      dynamic "allowed_ip_range" {
+        for_each = length(var.composer_web_server_allowed_ip_ranges) > 0 ? var.composer_web_server_allowed_ip_ranges : [local.composer_web_server_nobody]
+        content {
+          value       = allowed_ip_range.value
+          description = allowed_ip_range.value == local.composer_web_server_nobody ? "no address: set composer_web_server_allowed_ip_ranges" : "composer_web_server_allowed_ip_ranges"
+        }
+      }
+    }
   }
 
   depends_on = [
@@ -35,6 +48,9 @@ resource "google_composer_environment" "pipeline" {
 }
 
 locals {
+  # TEST-NET-1 (RFC 5737): reserved for documentation, never routed on the internet.
+  composer_web_server_nobody = "192.0.2.0/24"
+
   # dag_gcs_prefix looks like gs://BUCKET/dags.
   composer_bucket = split("/", trimprefix(google_composer_environment.pipeline.config[0].dag_gcs_prefix, "gs://"))[0]
   dag_files       = fileset("${path.module}/../dags", "*.py")

@@ -284,8 +284,5 @@ resource "google_cloud_run_v2_job" "batch" {
     }
   }
 
-  depends_on = [
-    google_artifact_registry_repository_iam_member.batch_reader,
-    google_project_service.enabled,
-  ]
+  depends_on = [google_project_service.enabled]
 }

@@ -307,3 +307,32 @@ variable "producer_silence_minutes" {
     error_message = "producer_silence_minutes must be between 2 and 1440 (Cloud Monitoring absence window limits)."
   }
 }
+
+# --- IAM and access (issue 14) -------------------------------------------------------------------
+
+variable "subscribers" {
+  description = "IAM members (user:, group:, serviceAccount:, domain:, principal: or principalSet:) allowed to attach their own subscriptions to the trade and gap topics. Each gets roles/pubsub.subscriber on those two topics only (for pubsub.topics.attachSubscription) and nothing on the pipeline's subscriptions; the subscriptions live in the subscriber's own project (docs/iam.md)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.subscribers : can(regex("^(user|group|serviceAccount|domain|principal|principalSet):[^[:space:]]+$", m))])
+    error_message = "subscribers must be IAM members such as group:team@example.com or serviceAccount:app@other-project.iam.gserviceaccount.com (allUsers and allAuthenticatedUsers are not accepted)."
+  }
+
+  validation {
+    condition     = length(distinct(var.subscribers)) == length(var.subscribers)
+    error_message = "subscribers must not contain duplicates."
+  }
+}
+
+variable "composer_web_server_allowed_ip_ranges" {
+  description = "IPv4/IPv6 CIDR ranges allowed to reach the Airflow web UI of the Composer environment (an office or VPN range, e.g. 203.0.113.0/24). Empty (the default) lets no address in: the allow-list then holds only 192.0.2.0/24 (TEST-NET-1, RFC 5737, not routed on the internet), because an unset allow-list would admit every address. The DAG runs either way, and IAM still decides who may use the UI."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.composer_web_server_allowed_ip_ranges : can(cidrhost(c, 0))])
+    error_message = "composer_web_server_allowed_ip_ranges must hold CIDR ranges such as 203.0.113.0/24 or 2001:db8::/32."
+  }
+}

@@ -7,13 +7,14 @@ import re
 import contract
 from tfmodel import block, blocks
 
-# Project-level grants that have no resource-level form; each one is justified in iam.tf.
+# Project-level grants that have no resource-level form; each one is justified in iam.tf (and
+# proved against the calls that need it by test_iam_proof.py). Custom roles as custom:<role_id>.
 PROJECT_LEVEL_ALLOWED = {
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
     "roles/bigquery.jobUser",
-    "roles/run.viewer",
     "roles/composer.worker",
+    "custom:binancePipelineRunOperationsReader",
 }
 
 
@@ -97,9 +98,15 @@ def test_no_service_account_keys_and_no_authoritative_project_policy(tf):
     assert not kinds & {"google_project_iam_policy", "google_project_iam_binding"}
 
 
+def _custom(tf, role: str) -> str:
+    """`${google_project_iam_custom_role.X.name}` as custom:<role_id>; other roles unchanged."""
+    m = re.fullmatch(r"\$\{google_project_iam_custom_role\.(\w+)\.(name|id)\}", role)
+    return f"custom:{tf.resource('google_project_iam_custom_role', m.group(1))['role_id']}" if m else role
+
+
 def test_project_level_roles_are_only_those_without_a_resource_level_form(tf):
     for name, body in tf.of_type("google_project_iam_member").items():
-        role = body["role"]
+        role = _custom(tf, body["role"])
         if role.startswith("${each.value"):
             roles = set()
             for _, leaf in _walk(tf.locals):
@@ -121,3 +128,33 @@ def test_producer_may_only_publish(tf):
     assert all(
         rtype in {"google_pubsub_topic_iam_member", "google_artifact_registry_repository_iam_member"} for rtype, _ in roles
     ), f"producer has grants beyond publishing and pulling its image: {roles}"
+
+
+def _grants(tf, account: str):
+    ref = f"${{google_service_account.{account}.email}}"
+    for rtype, name, body in tf.iter_resources():
+        if rtype.endswith("_iam_member") and ref in str(body.get("member", "")):
+            yield rtype, name, body
+
+
+def test_consumer_writes_its_two_tables_and_nothing_dataset_wide(tf):
+    grants = list(_grants(tf, "consumer"))
+    assert not [n for t, n, _ in grants if t == "google_bigquery_dataset_iam_member"], "the consumer must not hold a dataset-wide role"
+    tables = [b for t, _, b in grants if t == "google_bigquery_table_iam_member"]
+    assert len(tables) == 1 and tables[0]["role"] == "roles/bigquery.dataEditor"
+    assert sorted(tables[0]["for_each"].values()) == [
+        "${google_bigquery_table.gaps.table_id}",
+        "${google_bigquery_table.trades_raw.table_id}",
+    ]
+
+
+def test_composer_may_run_the_batch_job_with_overrides_and_nothing_more_on_it(tf):
+    jobs = [b for t, _, b in _grants(tf, "composer") if t == "google_cloud_run_v2_job_iam_member"]
+    assert len(jobs) == 1 and jobs[0]["name"] == "${google_cloud_run_v2_job.batch.name}"
+    role = _custom(tf, jobs[0]["role"])
+    assert role.startswith("custom:"), "run.invoker lacks run.jobs.runWithOverrides; run.developer can also delete the job"
+    perms = next(b["permissions"] for b in tf.of_type("google_project_iam_custom_role").values() if f"custom:{b['role_id']}" == role)
+    assert sorted(perms) == ["run.jobs.get", "run.jobs.run", "run.jobs.runWithOverrides"]
+    roles = {_custom(tf, b["role"]) for _, _, b in _grants(tf, "composer")}
+    assert not {"roles/run.invoker", "roles/run.viewer", "roles/run.developer"} & roles, roles
+    assert not [r for r in roles if r.startswith("roles/bigquery.")], "the DAG runs no BigQuery operator: Composer needs no BigQuery role"
