@@ -338,12 +338,37 @@ async fn invalid_symbol_is_permanent_with_binance_code() {
 }
 
 #[tokio::test]
-async fn a_non_json_200_is_a_decode_error() {
-    let (url, _s) = start(get(not_json), 0).await;
-    assert!(matches!(
-        client(url).historical_trades("BTCUSDT", None, 1).await,
-        Err(RestError::Decode { .. })
-    ));
+async fn a_non_json_200_is_retried_then_a_decode_error_quoting_the_body() {
+    let (url, s) = start(get(not_json), 0).await;
+    let r = client(url).historical_trades("BTCUSDT", None, 1).await;
+    match r {
+        Err(RestError::Decode { detail, .. }) => {
+            assert!(detail.contains("<html>maintenance</html>"), "{detail}")
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    // A proxy's page or a cut body is weather: retried like a 5xx (max_retries 3).
+    assert_eq!(hits(&s, "html"), 4);
+}
+
+/// A maintenance page first, then a body cut short, then the real answer.
+async fn html_then_truncated_then_ok(State(s): State<Shared>) -> Response {
+    match count(&s, "mangled") {
+        1 => (StatusCode::OK, "<html>maintenance</html>").into_response(),
+        2 => json(StatusCode::OK, &TRADE_ROW_OK[..40], &[]),
+        _ => json(StatusCode::OK, TRADE_ROW_OK, &[]),
+    }
+}
+
+#[tokio::test]
+async fn a_mangled_body_then_a_good_one_is_a_success() {
+    let (url, s) = start(get(html_then_truncated_then_ok), 0).await;
+    let rows = client(url)
+        .historical_trades("BTCUSDT", None, 1)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(hits(&s, "mangled"), 3);
 }
 
 #[tokio::test]

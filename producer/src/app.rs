@@ -1,7 +1,7 @@
 //! Wiring and the hub: settings validated from the command line, the tasks, and the one loop
 //! that owns the state (the binary's edge, so errors are `anyhow` with context).
 //!
-//! Tasks and channels (all bounded except backfill requests, bounded by the tracker's cap):
+//! Tasks and channels (all bounded; backfill requests by `MAX_BACKFILL_IN_FLIGHT`):
 //!
 //! ```text
 //!  connection tasks --ConnEvent--> hub --Outgoing(trade)--> trade publisher --> Pub/Sub trades
@@ -55,6 +55,12 @@ use crate::watchdog::WatchdogConfig;
 const EVENT_CHANNEL: usize = 16_384;
 /// How often the hub checks rotation, the watchdog and due backfills.
 const TICK: Duration = Duration::from_millis(200);
+/// Backfill chunks requested and not answered at most: the rest of a gap is cut later.
+const MAX_BACKFILL_IN_FLIGHT: usize = 8;
+/// First wait before a chunk whose fetch failed for a passing reason is asked for again.
+const BACKFILL_RETRY_MIN: Duration = Duration::from_secs(30);
+/// Longest such wait.
+const BACKFILL_RETRY_MAX: Duration = Duration::from_secs(600);
 
 /// Everything `run` needs, validated.
 #[derive(Debug, Clone)]
@@ -510,20 +516,33 @@ async fn run_tasks(
         backfill_stop.clone(),
     ));
 
-    // A publisher failing permanently stops everything.
-    let publisher_failed = CancellationToken::new();
+    // The flush deadline runs from the stop signal, not from the hub's end: a hub blocked on a
+    // full queue (Pub/Sub not answering) would otherwise outlive the container's stop timeout
+    // and lose the final resume save to docker's SIGKILL. At the deadline the publishers give
+    // back what they hold, the hub's blocked send fails, and the run ends with the report.
+    let stopping = CancellationToken::new();
     let hub_stop = CancellationToken::new();
-    {
-        let (shutdown, publisher_failed, hub_stop) =
-            (shutdown.clone(), publisher_failed.clone(), hub_stop.clone());
+    let deadline_timer = {
+        let (shutdown, stopping, hub_stop, abandon) = (
+            shutdown.clone(),
+            stopping.clone(),
+            hub_stop.clone(),
+            abandon.clone(),
+        );
+        let deadline = settings.shutdown_deadline;
         tokio::spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = publisher_failed.cancelled() => {}
+                _ = stopping.cancelled() => {}
             }
             hub_stop.cancel();
-        });
-    }
+            tokio::time::sleep(deadline).await;
+            if !abandon.is_cancelled() {
+                tracing::error!(?deadline, "flush deadline passed; abandoning what is left");
+                abandon.cancel();
+            }
+        })
+    };
     let hub = Hub::new(
         settings.clone(),
         metrics.clone(),
@@ -532,9 +551,16 @@ async fn run_tasks(
         gaps_tx,
         req_tx,
         ledger.clone(),
+        hub_stop,
     );
     let hub = hub.with_starts(&starts).await;
-    let hub_result = hub.run(res_rx, hub_stop.clone()).await;
+    // Trades the hub could not hand to a publisher (its sends failed after the deadline).
+    let (hub_result, unsent) = match hub.run(res_rx).await {
+        Ok(unsent) => (Ok(()), unsent),
+        Err(e) => (Err(e), Vec::new()),
+    };
+    // The hub may also end on its own (a fatal error): the deadline starts now at the latest.
+    stopping.cancel();
     backfill_stop.cancel();
     let _ = backfill_task.await;
     if hub_result.is_err() {
@@ -542,33 +568,22 @@ async fn run_tasks(
         abandon.cancel();
     }
 
-    // The queues are closed (the hub dropped its senders): flush within the deadline.
-    let deadline = tokio::time::sleep(settings.shutdown_deadline);
-    tokio::pin!(deadline);
-    let mut trade_task = trade_task;
-    let mut gap_task = gap_task;
-    let (mut trade_done, mut gap_done) = (None, None);
-    while trade_done.is_none() || gap_done.is_none() {
-        tokio::select! {
-            r = &mut trade_task, if trade_done.is_none() => trade_done = Some(r),
-            r = &mut gap_task, if gap_done.is_none() => gap_done = Some(r),
-            _ = &mut deadline, if !abandon.is_cancelled() => {
-                tracing::error!(deadline = ?settings.shutdown_deadline, "flush deadline passed; abandoning what is left");
-                abandon.cancel();
-            }
-        }
-    }
+    // The queues are closed (the hub dropped its senders): the publishers flush until the
+    // deadline timer abandons what is left.
+    let (trade_done, gap_done) = tokio::join!(trade_task, gap_task);
+    deadline_timer.abort();
     let mut report = RunReport::default();
     let mut failure = None;
+    // What never reached a publisher and what the publishers gave back.
+    let mut left = unsent;
     for (what, done) in [("trade", trade_done), ("gap", gap_done)] {
-        let r = done.expect("joined").context("publisher task panicked")?;
+        let r = done.context("publisher task panicked")?;
         let PublishReport {
             published,
             unpublished,
         } = match r {
             Ok(r) => r,
             Err(f) => {
-                publisher_failed.cancel();
                 let detail = f.detail.clone();
                 failure.get_or_insert(format!("{what} publisher: {detail}"));
                 PublishReport {
@@ -582,8 +597,9 @@ async fn run_tasks(
         } else {
             report.gaps_published = published;
         }
-        collect_unpublished(&mut report.unpublished, &symbols, &unpublished);
+        left.extend(unpublished);
     }
+    report.unpublished = unpublished_ranges(&symbols, &left);
     for (symbol, ranges) in &report.unpublished {
         let ids: u64 = ranges.iter().map(|r| r.len()).sum();
         tracing::error!(symbol, ids, ranges = ?ranges, "trades NOT published to Pub/Sub");
@@ -608,28 +624,28 @@ async fn run_tasks(
     Ok(report)
 }
 
-fn collect_unpublished(
-    into: &mut BTreeMap<String, Vec<IdRange>>,
-    symbols: &[String],
-    msgs: &[Outgoing],
-) {
+/// Trade ids of `msgs` per symbol, as sorted ranges.
+fn unpublished_ranges(symbols: &[String], msgs: &[Outgoing]) -> BTreeMap<String, Vec<IdRange>> {
     let mut ids: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
     for m in msgs {
         if let Kind::Trade { sym, id, .. } = m.kind {
             ids.entry(sym).or_default().push(id);
         }
     }
+    let mut out = BTreeMap::new();
     for (sym, mut v) in ids {
         v.sort_unstable();
         v.dedup();
-        let ranges = into.entry(symbols[sym].clone()).or_default();
+        let mut ranges: Vec<IdRange> = Vec::new();
         for id in v {
             match ranges.last_mut() {
                 Some(r) if r.to + 1 == id => r.to = id,
                 _ => ranges.push(IdRange::new(id, id)),
             }
         }
+        out.insert(symbols[sym].clone(), ranges);
     }
+    out
 }
 
 /// The hub's state. See the module documentation.
@@ -653,9 +669,18 @@ struct Hub {
     ledger: Arc<Mutex<Ledger>>,
     /// Per symbol: the start of its sequence is known (set, or the first id seen).
     started: Vec<bool>,
+    /// Cancelled at shutdown (the signal, or a fatal error).
+    stop: CancellationToken,
+    /// Backfill fetches failed in a row for a passing reason (REST trouble is the IP's, not a
+    /// symbol's): sets how long the next retry waits.
+    rest_failures: u32,
+    /// Messages that could not be queued after the stop (the publishers had given up at the
+    /// flush deadline): reported as unpublished.
+    unsent: Vec<Outgoing>,
 }
 
 impl Hub {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         settings: Arc<Settings>,
         metrics: Arc<Metrics>,
@@ -664,6 +689,7 @@ impl Hub {
         gaps_tx: mpsc::Sender<Outgoing>,
         backfill_tx: mpsc::UnboundedSender<BackfillRequest>,
         ledger: Arc<Mutex<Ledger>>,
+        stop: CancellationToken,
     ) -> Self {
         let n = settings.symbols.len();
         let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL);
@@ -699,6 +725,9 @@ impl Hub {
             in_backfill: Vec::new(),
             ledger,
             started: vec![false; n],
+            stop,
+            rest_failures: 0,
+            unsent: Vec::new(),
         }
     }
 
@@ -707,7 +736,7 @@ impl Hub {
     async fn with_starts(mut self, starts: &[StartPoint]) -> Self {
         for (sym, p) in starts.iter().enumerate() {
             let Some(after) = p.after else { continue };
-            self.merger.start_after(sym, after);
+            self.merger.start_after(sym, after, Instant::now());
             self.metrics.symbols[sym].start_id.set(after + 1);
             self.started[sym] = true;
             // The ledger starts below a given-up range, so it passes it only once its gap
@@ -734,11 +763,12 @@ impl Hub {
         self
     }
 
+    /// Runs until the stop; returns what could not be queued after it.
     async fn run(
         mut self,
         mut backfill_rx: mpsc::Receiver<BackfillResult>,
-        stop: CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<Outgoing>> {
+        let stop = self.stop.clone();
         let start = self.supervisor.start();
         self.exec(start);
         let mut tick = tokio::time::interval(TICK);
@@ -780,13 +810,21 @@ impl Hub {
                 }
             }
             // A last backfill of every gap still open (grace or not), within half the flush
-            // deadline: a stop right after a reconnect then leaves nothing behind.
-            for (sym, range) in self.merger.all_backfills() {
-                self.in_backfill.push((sym, range));
-                let _ = self.backfill_tx.send(BackfillRequest { sym, range });
-            }
+            // deadline: a stop right after a reconnect then leaves nothing behind. Not when the
+            // publisher already gave up (nothing fetched could be published), and no more
+            // chunks once REST fails (it will not heal within seconds).
             let deadline = Instant::now() + self.settings.shutdown_deadline / 2;
-            while !self.in_backfill.is_empty() {
+            let failures_before = self.rest_failures;
+            loop {
+                if !self.trades_tx.is_closed() && self.rest_failures == failures_before {
+                    let room = MAX_BACKFILL_IN_FLIGHT.saturating_sub(self.in_backfill.len());
+                    for (sym, range) in self.merger.all_backfills(room) {
+                        self.request_backfill(sym, range);
+                    }
+                }
+                if self.in_backfill.is_empty() {
+                    break;
+                }
                 match tokio::time::timeout_at(deadline, backfill_rx.recv()).await {
                     Ok(Some(res)) => self.on_backfill(res).await?,
                     Ok(None) => break,
@@ -825,7 +863,8 @@ impl Hub {
                 }
             }
         }
-        result
+        result?;
+        Ok(std::mem::take(&mut self.unsent))
     }
 
     fn exec(&mut self, commands: Vec<Command>) {
@@ -906,6 +945,16 @@ impl Hub {
         trade: Trade,
     ) -> anyhow::Result<()> {
         let now = Instant::now();
+        if !self.merger.plausible(sym, trade.trade_id, now) {
+            // Not published, not tracked, not shown to the supervisor: an id like this would
+            // open a gap of billions of ids and move the resume point past them.
+            self.metrics
+                .quarantined
+                .get_or_create(&vec![("symbol", self.settings.symbols[sym].clone())])
+                .inc();
+            tracing::error!(conn, symbol = %self.settings.symbols[sym], trade_id = trade.trade_id, highest = ?self.merger.highest(sym), "implausible trade id quarantined (far beyond what the exchange can have made since the last id seen); not published");
+            return Ok(());
+        }
         self.supervisor.on_trade(conn, sym, trade.trade_id, now);
         let m = &self.metrics.symbols[sym];
         m.received_stream.inc();
@@ -950,10 +999,25 @@ impl Hub {
             },
             enqueued: Instant::now(),
         };
-        self.trades_tx
-            .send(out)
-            .await
-            .map_err(|_| anyhow::anyhow!("the trade publisher stopped"))
+        let sent = self.trades_tx.send(out).await;
+        self.sent_or_unsent(sent, "trade")
+    }
+
+    /// After the stop a failed send means the publisher gave up at the flush deadline: the
+    /// message is reported as unpublished. Before it, the publisher failed: a fatal error.
+    fn sent_or_unsent(
+        &mut self,
+        sent: Result<(), mpsc::error::SendError<Outgoing>>,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        match sent {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(out)) if self.stop.is_cancelled() => {
+                self.unsent.push(out);
+                Ok(())
+            }
+            Err(_) => bail!("the {what} publisher stopped"),
+        }
     }
 
     async fn emit_gap(
@@ -985,10 +1049,13 @@ impl Hub {
             },
             enqueued: Instant::now(),
         };
-        self.gaps_tx
-            .send(out)
-            .await
-            .map_err(|_| anyhow::anyhow!("the gap publisher stopped"))
+        let sent = self.gaps_tx.send(out).await;
+        self.sent_or_unsent(sent, "gap")
+    }
+
+    fn request_backfill(&mut self, sym: usize, range: IdRange) {
+        self.in_backfill.push((sym, range));
+        let _ = self.backfill_tx.send(BackfillRequest { sym, range });
     }
 
     async fn on_backfill(&mut self, res: BackfillResult) -> anyhow::Result<()> {
@@ -1001,6 +1068,7 @@ impl Hub {
         self.in_backfill.retain(|&(s, r)| !(s == sym && r == range));
         let (reason, detail) = match outcome {
             Outcome::Fetched(trades) => {
+                self.rest_failures = 0;
                 let mut filled = 0u64;
                 for t in trades {
                     if t.trade_id < range.from || t.trade_id > range.to {
@@ -1021,7 +1089,28 @@ impl Hub {
                     "historicalTrades did not return these ids".to_owned(),
                 )
             }
-            Outcome::Failed { reason, detail } => (reason, detail),
+            Outcome::Failed {
+                reason,
+                detail,
+                retry_after: Some(wait),
+            } => {
+                // A passing trouble: the ids stay open (and below the resume point) and are
+                // asked for again later, backing off while REST keeps failing.
+                self.rest_failures = self.rest_failures.saturating_add(1);
+                let backoff = BACKFILL_RETRY_MIN
+                    .saturating_mul(1 << (self.rest_failures - 1).min(8))
+                    .min(BACKFILL_RETRY_MAX);
+                let wait = wait.max(backoff);
+                self.metrics.backfill_deferred(reason);
+                tracing::warn!(symbol = %self.settings.symbols[sym], %range, reason, ?wait, %detail, "backfill failed; the ids stay open and are fetched again later");
+                self.merger.retry_later(sym, range, now + wait);
+                return Ok(());
+            }
+            Outcome::Failed {
+                reason,
+                detail,
+                retry_after: None,
+            } => (reason, detail),
         };
         for u in self.merger.on_backfill_done(sym, range) {
             self.emit_gap(sym, u, reason, &detail).await?;
@@ -1034,9 +1123,9 @@ impl Hub {
         let c = self.supervisor.tick(now);
         self.exec(c);
         self.update_connected();
-        for (sym, range) in self.merger.due_backfills(now) {
-            self.in_backfill.push((sym, range));
-            let _ = self.backfill_tx.send(BackfillRequest { sym, range });
+        let room = MAX_BACKFILL_IN_FLIGHT.saturating_sub(self.in_backfill.len());
+        for (sym, range) in self.merger.due_backfills(now, room) {
+            self.request_backfill(sym, range);
         }
         for (sym, range) in self.merger.take_overflowed() {
             self.emit_gap(sym, range, "tracker_overflow", "too many gaps open at once")

@@ -10,7 +10,10 @@
 //! are consumed by the merger between frames.
 //!
 //! A chunk that cannot be fetched ends as [`Outcome::Failed`] with a reason from a closed set
-//! (see [`unfillable_reason`]); the merger turns what is still missing into `Gap` records.
+//! (see [`unfillable_reason`]). For a passing trouble (429, 5xx, a ban longer than the client
+//! may sit out, a body a proxy mangled) it says when to try again: the hub keeps those ids open
+//! and asks again later, so weather never becomes a permanent hole. Only what cannot change
+//! (451, a 4xx, a row breaking the contract) ends in `Gap` records.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +44,8 @@ pub enum Outcome {
         reason: &'static str,
         /// The error, for the log.
         detail: String,
+        /// A passing trouble: try again, no sooner than this (`None`: permanent, write a gap).
+        retry_after: Option<Duration>,
     },
 }
 
@@ -60,15 +65,19 @@ pub fn unfillable_reason(e: &RestError) -> (&'static str, bool) {
     match e {
         // Restricted location: only running elsewhere helps.
         RestError::GeoBlocked { .. } => ("geo_blocked_451", false),
-        // Banned longer than we may wait.
-        RestError::Banned { .. } => ("ip_banned_418", false),
+        // Banned longer than the client may sit out: the ban ends (2 minutes to 3 days).
+        RestError::Banned { .. } => ("ip_banned_418", true),
         // Still 429 after the client's retries: another round after a pause may pass.
         RestError::RateLimited { .. } => ("rate_limited_429", true),
         // 5xx / network on every attempt: another round may pass.
         RestError::Transient { .. } => ("rest_unavailable", true),
         // 4xx: the request is wrong and stays wrong.
         RestError::Permanent { .. } => ("rest_rejected", false),
-        RestError::Decode { .. } | RestError::InvalidRow(_) => ("rest_invalid_response", false),
+        // A 2xx body that is not JSON (a proxy's HTML page, a truncated body), still so after
+        // the client's retries: another round later may pass.
+        RestError::Decode { .. } => ("rest_invalid_response", true),
+        // A trade row breaking the contract comes back the same every time.
+        RestError::InvalidRow(_) => ("rest_invalid_row", false),
         _ => ("rest_error", false),
     }
 }
@@ -119,16 +128,24 @@ pub async fn run_backfill(
                 Ok(trades) => break Outcome::Fetched(trades),
                 Err(e) => {
                     let (reason, again) = unfillable_reason(&e);
-                    if again && round < cfg.rounds {
+                    let banned = matches!(e, RestError::Banned { .. });
+                    if again && !banned && round < cfg.rounds {
                         tracing::warn!(symbol, range = %req.range, round, error = %e, "backfill failed; trying again");
                         tokio::select! {
                             _ = cancel.cancelled() => return,
                             _ = tokio::time::sleep(cfg.round_pause) => continue,
                         }
                     }
+                    let retry_after = again.then_some(match &e {
+                        RestError::Banned { wait, .. } | RestError::RateLimited { wait, .. } => {
+                            *wait
+                        }
+                        _ => Duration::ZERO,
+                    });
                     break Outcome::Failed {
                         reason,
                         detail: e.to_string(),
+                        retry_after,
                     };
                 }
             }
@@ -159,7 +176,7 @@ mod tests {
             wait: Duration::from_secs(7200),
             msg: "m".into(),
         };
-        assert_eq!(unfillable_reason(&ban), ("ip_banned_418", false));
+        assert_eq!(unfillable_reason(&ban), ("ip_banned_418", true));
         let busy = RestError::RateLimited {
             endpoint: "/api/v3/historicalTrades",
             attempts: 6,
@@ -173,5 +190,17 @@ mod tests {
             detail: "503".into(),
         };
         assert_eq!(unfillable_reason(&down), ("rest_unavailable", true));
+        let html = RestError::Decode {
+            endpoint: "/api/v3/historicalTrades",
+            detail: "expected value at line 1 column 1".into(),
+        };
+        assert_eq!(unfillable_reason(&html), ("rest_invalid_response", true));
+        let nope = RestError::Permanent {
+            endpoint: "/api/v3/historicalTrades",
+            status: 400,
+            code: Some(-1121),
+            msg: "Invalid symbol.".into(),
+        };
+        assert_eq!(unfillable_reason(&nope), ("rest_rejected", false));
     }
 }

@@ -83,6 +83,12 @@ pub struct Metrics {
     pub unpublished: Counter,
     /// 1 while the active connection is open.
     pub connected: Gauge,
+    /// 1 while Pub/Sub acknowledges the trades outstanding (see `PublisherConfig::stuck_after`).
+    pub publishing: Gauge,
+    /// Stream trades quarantined for an implausible id, by symbol.
+    pub quarantined: Family<Labels, Counter>,
+    /// Backfill chunks put back for a later try (passing REST trouble), by reason.
+    pub backfill_retries: Family<Labels, Counter>,
     /// Failed writes of the state file.
     pub state_write_failures: Counter,
 }
@@ -195,6 +201,9 @@ impl Metrics {
             exchange_to_publish: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             unpublished: Counter::default(),
             connected: Gauge::default(),
+            publishing: Gauge::default(),
+            quarantined: Family::default(),
+            backfill_retries: Family::default(),
             state_write_failures: Counter::default(),
             registry: Registry::default(),
         };
@@ -259,6 +268,21 @@ impl Metrics {
             m.connected.clone(),
         );
         registry.register(
+            "publishing",
+            "1 while Pub/Sub acknowledges the trades outstanding; 0 when none was acknowledged for 30 s",
+            m.publishing.clone(),
+        );
+        registry.register(
+            "quarantined_trades",
+            "Stream trades not published because their id is implausible (far beyond the last id seen), by symbol",
+            m.quarantined.clone(),
+        );
+        registry.register(
+            "backfill_retries",
+            "Backfill chunks whose fetch failed for a passing reason and stay open for a later try, by reason",
+            m.backfill_retries.clone(),
+        );
+        registry.register(
             "state_write_failures",
             "Failed writes of the resume-point state file",
             m.state_write_failures.clone(),
@@ -278,6 +302,13 @@ impl Metrics {
         let labels = vec![("symbol", symbol.to_owned()), ("reason", reason.to_owned())];
         self.gap_ids_unfilled.get_or_create(&labels).inc_by(ids);
         self.gaps_unfilled.get_or_create(&labels).inc();
+    }
+
+    /// Counts a backfill chunk put back for a later try.
+    pub fn backfill_deferred(&self, reason: &'static str) {
+        self.backfill_retries
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
     }
 
     /// Counts a publish error of `kind`.

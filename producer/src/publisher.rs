@@ -12,8 +12,14 @@
 //! ones), waits the backoff, calls [`Sink::resume`], and republishes the held messages in
 //! trade-id order. Other keys keep flowing.
 //!
-//! Backpressure: at most `max_in_flight` publishes are outstanding; beyond that the task stops
-//! taking from the queue, the queue fills, and the merger waits on it.
+//! Backpressure: at most `max_in_flight` messages are outstanding, in flight or held for a
+//! paused key alike; beyond that the task stops taking from the queue, the queue fills, and the
+//! merger waits on it. So memory stays bounded whatever the outage's length (held messages used
+//! to be outside the cap: a long Pub/Sub outage then moved the whole stream into memory).
+//!
+//! Health: publishing counts as stuck when messages are outstanding and none was acknowledged
+//! for `stuck_after`, whether a key is paused or the publishes simply hang (a frozen service
+//! answers nothing, so no failure ever pauses a key).
 //!
 //! I/O sits behind the small [`Sink`] trait so this loop is tested with a fake; [`PubsubSink`]
 //! is the official client.
@@ -193,7 +199,8 @@ pub struct PublisherConfig {
     pub retry_min: Duration,
     /// Cap on the retry delay.
     pub retry_max: Duration,
-    /// A key paused longer than this makes `/healthz` report "not publishing".
+    /// No acknowledgement for this long while messages are outstanding makes `/healthz` report
+    /// "not publishing".
     pub stuck_after: Duration,
 }
 
@@ -229,7 +236,6 @@ pub struct PublishFailure {
 
 struct Paused {
     until: Instant,
-    since: Instant,
     held: Vec<Outgoing>,
 }
 
@@ -253,6 +259,8 @@ pub async fn run_publisher<S: Sink>(
     let mut next_seq = 0u64;
     let mut open = true;
     let mut published = 0u64;
+    // The last acknowledgement, or the last moment nothing was outstanding.
+    let mut progress = Instant::now();
     // Refreshes the queue-depth gauge and the health flag while the loop waits.
     let mut refresh = tokio::time::interval(Duration::from_millis(500));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -273,21 +281,22 @@ pub async fn run_publisher<S: Sink>(
 
     loop {
         let held: usize = paused.values().map(|p| p.held.len()).sum();
-        metrics
-            .queue_depth
-            .set((rx.len() + in_flight.len() + held) as i64);
-        if !open && in_flight.is_empty() && paused.is_empty() {
+        let outstanding = in_flight.len() + held;
+        metrics.queue_depth.set((rx.len() + outstanding) as i64);
+        if !open && outstanding == 0 {
             return Ok(PublishReport {
                 published,
                 unpublished: Vec::new(),
             });
         }
+        let now = Instant::now();
+        if outstanding == 0 {
+            progress = now;
+        }
         if let Some(h) = &health {
-            let now = Instant::now();
-            let stuck = paused
-                .values()
-                .any(|p| now.saturating_duration_since(p.since) >= cfg.stuck_after);
+            let stuck = now.saturating_duration_since(progress) >= cfg.stuck_after;
             h.publishing.store(!stuck, Ordering::Relaxed);
+            metrics.publishing.set(i64::from(!stuck));
         }
         let next_resume = paused.values().map(|p| p.until).min();
         tokio::select! {
@@ -307,6 +316,7 @@ pub async fn run_publisher<S: Sink>(
                 match result {
                     Ok(()) => {
                         published += 1;
+                        progress = Instant::now();
                         record_success(&metrics, &m);
                         if let Some(l) = &ledger {
                             let (sym, range) = m.ids();
@@ -324,7 +334,7 @@ pub async fn run_publisher<S: Sink>(
                             b.failed();
                             let wait = b.next_wait(rand::random::<f64>()).max(cfg.retry_min / 2);
                             tracing::warn!(key = %m.key, ?wait, %detail, "publish failed; pausing the ordering key and retrying");
-                            Paused { until: now + wait, since: now, held: Vec::new() }
+                            Paused { until: now + wait, held: Vec::new() }
                         });
                         p.held.push(m);
                     }
@@ -359,7 +369,7 @@ pub async fn run_publisher<S: Sink>(
                 }
             }
             _ = refresh.tick() => {}
-            m = rx.recv(), if open && in_flight.len() < cfg.max_in_flight => match m {
+            m = rx.recv(), if open && outstanding < cfg.max_in_flight => match m {
                 None => open = false,
                 Some(m) => match paused.get_mut(&m.key) {
                     Some(p) => p.held.push(m),
@@ -577,6 +587,86 @@ mod tests {
         // 4 and 5 were acknowledged but 0..=3 were not: the resume point must not pass them.
         let l = ledger.lock().unwrap();
         assert_eq!((l.through(0), l.ranges_ahead(0)), (Some(-1), 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_held_for_a_paused_key_count_against_max_in_flight() {
+        // Every publish of "BAD" fails: the key stays paused and its messages are held. Held
+        // messages are memory too, so the queue must stop draining at max_in_flight.
+        let fake = Arc::new(Fake {
+            fail_left: Mutex::new(u32::MAX),
+            ..Default::default()
+        });
+        let (tx, rx) = mpsc::channel(4);
+        let m = metrics();
+        let _task = tokio::spawn(run_publisher(
+            fake,
+            rx,
+            PublisherConfig {
+                max_in_flight: 3,
+                ..Default::default()
+            },
+            m.clone(),
+            None,
+            None,
+            CancellationToken::new(),
+        ));
+        for id in 0..7 {
+            tx.send(msg("BAD", id)).await.unwrap();
+            // Let the failures come back and the retries cycle.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let blocked = tokio::time::timeout(Duration::from_secs(60), tx.send(msg("BAD", 7))).await;
+        assert!(blocked.is_err(), "held messages escaped the cap");
+        assert_eq!(m.queue_depth.get(), 7, "3 outstanding + 4 queued");
+    }
+
+    /// A sink whose publishes hang until the gate opens (a frozen Pub/Sub answers nothing).
+    struct Gate(tokio::sync::watch::Receiver<bool>);
+    impl Sink for Gate {
+        fn publish(&self, _: &Outgoing) -> BoxFuture<'static, Result<(), SinkError>> {
+            let mut open = self.0.clone();
+            Box::pin(async move {
+                let _ = open.wait_for(|o| *o).await;
+                Ok(())
+            })
+        }
+        fn resume(&self, _: &str) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hanging_publishes_turn_health_to_not_publishing_and_back() {
+        let (gate, gate_rx) = tokio::sync::watch::channel(false);
+        let (tx, rx) = mpsc::channel(16);
+        let health = Arc::new(Health::default());
+        let m = metrics();
+        let task = tokio::spawn(run_publisher(
+            Arc::new(Gate(gate_rx)),
+            rx,
+            PublisherConfig::default(),
+            m.clone(),
+            Some(health.clone()),
+            None,
+            CancellationToken::new(),
+        ));
+        // Idle for a long time is not stuck.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(health.publishing.load(Ordering::Relaxed), "idle is healthy");
+        tx.send(msg("A", 1)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(health.publishing.load(Ordering::Relaxed), "not stuck yet");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            !health.publishing.load(Ordering::Relaxed),
+            "stuck after 30 s"
+        );
+        assert_eq!(m.publishing.get(), 0);
+        gate.send(true).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(health.publishing.load(Ordering::Relaxed), "recovered");
+        assert_eq!(m.publishing.get(), 1);
+        drop(tx);
+        assert_eq!(task.await.unwrap().unwrap().published, 1);
     }
 
     #[tokio::test(start_paused = true)]

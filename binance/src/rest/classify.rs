@@ -126,7 +126,8 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-fn body_excerpt(body: &[u8]) -> String {
+/// The start of a body, for messages (at most 200 bytes, lossy UTF-8).
+pub fn body_excerpt(body: &[u8]) -> String {
     const MAX: usize = 200;
     let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
     if body.len() > MAX {

@@ -154,8 +154,8 @@ pub enum RestError {
         /// Binance's message.
         msg: String,
     },
-    /// A 2xx body that is not the documented JSON. Binance changed or a proxy answered: do not
-    /// retry blindly; report it.
+    /// A 2xx body that is not the documented JSON, on every attempt: a proxy's or WAF's page,
+    /// a body cut short, or Binance changed. Retry the whole operation later; report it.
     #[error("{endpoint}: unexpected response body: {detail}")]
     Decode {
         /// The path.
@@ -188,6 +188,8 @@ enum Step {
     Backoff(String),
     /// Retry after this exact wait (Retry-After, or a ban we may sit out).
     Wait(Duration, String),
+    /// A 2xx whose body does not decode: retry after the backoff, like a 5xx.
+    BadBody(String),
 }
 
 impl RestClient {
@@ -398,14 +400,15 @@ impl RestClient {
                     match resp.bytes().await {
                         Err(e) => Step::Backoff(describe(&e)),
                         Ok(body) => match classify(status, &headers, &body) {
-                            Outcome::Ok => {
-                                return serde_json::from_slice(&body).map_err(|e| {
-                                    RestError::Decode {
-                                        endpoint: path,
-                                        detail: e.to_string(),
-                                    }
-                                });
-                            }
+                            // A body that does not decode (an HTML page from a proxy, a body
+                            // cut short) is weather, not an answer: retried like a 5xx.
+                            Outcome::Ok => match serde_json::from_slice(&body) {
+                                Ok(v) => return Ok(v),
+                                Err(e) => Step::BadBody(format!(
+                                    "{e} (body: {})",
+                                    crate::rest::classify::body_excerpt(&body)
+                                )),
+                            },
                             Outcome::Transient { status, detail } => {
                                 Step::Backoff(format!("HTTP {status}: {detail}"))
                             }
@@ -452,10 +455,14 @@ impl RestClient {
                         wait,
                         msg,
                     },
+                    Step::BadBody(detail) => RestError::Decode {
+                        endpoint: path,
+                        detail,
+                    },
                 });
             };
             match step {
-                Step::Backoff(detail) => {
+                Step::Backoff(detail) | Step::BadBody(detail) => {
                     let sleep = full_jitter(delay);
                     tracing::debug!(endpoint = path, attempts, ?sleep, %detail, "retrying Binance request");
                     tokio::time::sleep(sleep).await;
