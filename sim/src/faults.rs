@@ -30,6 +30,9 @@ pub struct FaultSettings {
     pub http_5xx_status: u16,
     /// Overrides the configured REST weight limit per window (0 = use the configuration).
     pub weight_limit: u32,
+    /// The next this-many REST requests answer HTTP 200 with a body that is not the JSON
+    /// asked for: alternately a proxy's HTML maintenance page and a JSON body cut short.
+    pub rest_mangled_remaining: u32,
 }
 
 impl FaultSettings {
@@ -119,6 +122,23 @@ pub struct FaultRequest {
     pub server_shutdown_now: bool,
     /// Override the REST weight limit (0 = back to the configuration).
     pub weight_limit: Option<u32>,
+    /// The next N REST requests answer 200 with a mangled body (see
+    /// [`FaultSettings::rest_mangled_remaining`]).
+    pub rest_mangled_burst: Option<u32>,
+    /// Send one trade frame with this id (and otherwise plausible values) to every open
+    /// connection subscribed to its symbol, now. Not part of the tape: a corrupted or hostile
+    /// frame, for the reader's plausibility checks.
+    pub inject_trade: Option<InjectTrade>,
+}
+
+/// A trade frame that is not on the tape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectTrade {
+    /// Upper-case symbol.
+    pub symbol: String,
+    /// The trade id to claim (e.g. `9223372036854775807`).
+    pub trade_id: u64,
 }
 
 impl FaultRequest {
@@ -150,6 +170,9 @@ impl FaultRequest {
         }
         if let Some(v) = self.weight_limit {
             s.weight_limit = v;
+        }
+        if let Some(n) = self.rest_mangled_burst {
+            s.rest_mangled_remaining = n;
         }
         s.validate()?;
         if let Some(st) = &self.stall

@@ -79,7 +79,10 @@ pub(crate) fn api_error(status: StatusCode, code: i64, msg: &str, used: Option<u
     answer(status, json!({"code": code, "msg": msg}).to_string(), used)
 }
 
-/// Geo-block, injected 5xx, weight. `Ok(used weight)` or the refusal.
+/// A maintenance page as a CDN or proxy serves it, with HTTP 200.
+const MANGLED_HTML: &str = "<!DOCTYPE html><html><head><title>Maintenance</title></head><body>System maintenance in progress.</body></html>";
+
+/// Geo-block, injected 5xx, mangled bodies, weight. `Ok(used weight)` or the refusal.
 fn gate(shared: &Shared, ip: IpAddr, weight: u32) -> Result<u32, Box<Response>> {
     let limit = {
         let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
@@ -104,6 +107,17 @@ fn gate(shared: &Shared, ip: IpAddr, weight: u32) -> Result<u32, Box<Response>> 
                 "Internal error; unable to process your request. Please try again.",
                 None,
             )));
+        }
+        if f.rest_mangled_remaining > 0 {
+            f.rest_mangled_remaining -= 1;
+            // What users have seen in front of Binance: a proxy's HTML page with a 200, or a
+            // JSON body cut short (the connection dropped mid-body behind a proxy).
+            let body = if f.rest_mangled_remaining % 2 == 0 {
+                MANGLED_HTML.to_owned()
+            } else {
+                r#"[{"id":1,"price":"1.0000"#.to_owned()
+            };
+            return Err(Box::new(answer(StatusCode::OK, body, None)));
         }
         if f.weight_limit > 0 {
             f.weight_limit

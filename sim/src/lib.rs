@@ -48,7 +48,7 @@ pub mod truth;
 mod ws;
 
 pub use config::{ConfigError, SimConfig, SymbolSpec, parse_rates};
-pub use faults::{FaultRequest, FaultSettings, Http5xxBurst, StallRequest};
+pub use faults::{FaultRequest, FaultSettings, Http5xxBurst, InjectTrade, StallRequest};
 pub use server::{Sim, SimClock, SimError, SimHandle, SymbolUpdate};
 pub use tape::{Tape, Trade};
 pub use truth::{ConnSymbolTruth, ConnectionTruth, GroundTruth, MissReason, SymbolTruth};

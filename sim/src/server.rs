@@ -109,6 +109,8 @@ pub(crate) struct ConnCtl {
     pub shutdown_at: Option<Instant>,
     /// `serverShutdown` still to be sent.
     pub shutdown_pending: bool,
+    /// Off-tape trade frames still to be sent: (symbol index, trade id).
+    pub inject: Vec<(usize, u64)>,
 }
 
 impl ConnCtl {
@@ -238,6 +240,27 @@ impl Shared {
                         "drop_connection: no open connection {id}"
                     )));
                 }
+            }
+        }
+        if let Some(inj) = &req.inject_trade {
+            let Some(sym) = self
+                .tape
+                .symbols()
+                .iter()
+                .position(|s| s.spec.symbol == inj.symbol)
+            else {
+                return Err(SimError::BadRequest(format!(
+                    "inject_trade: unknown symbol {}",
+                    inj.symbol
+                )));
+            };
+            for c in self.live_conns() {
+                c.ctl
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .inject
+                    .push((sym, inj.trade_id));
+                c.notify.notify_one();
             }
         }
         if req.server_shutdown_now {

@@ -293,10 +293,17 @@ impl Connection {
         let mut rate = MessageRate::new(cfg.max_incoming_per_sec);
         let far = opened + Duration::from_secs(100 * 365 * 86_400);
         let end = loop {
-            let (shutdown_at, pending) = {
-                let ctl = self.entry.ctl.lock().unwrap_or_else(|e| e.into_inner());
-                (ctl.shutdown_at, ctl.shutdown_pending)
+            let (shutdown_at, pending, inject) = {
+                let mut ctl = self.entry.ctl.lock().unwrap_or_else(|e| e.into_inner());
+                (
+                    ctl.shutdown_at,
+                    ctl.shutdown_pending,
+                    std::mem::take(&mut ctl.inject),
+                )
             };
+            if !inject.is_empty() && self.send_injected(&inject, &mut sink).await.is_err() {
+                break End::ClientGone;
+            }
             if pending {
                 self.entry
                     .ctl
@@ -357,6 +364,44 @@ impl Connection {
             }
         };
         self.finish(end, &mut sink, stream).await;
+    }
+
+    /// Off-tape trade frames (fault injection): a copy of nothing on the tape, with the id
+    /// asked for, to connections subscribed to the symbol. Not recorded as delivered.
+    async fn send_injected(
+        &mut self,
+        inject: &[(usize, u64)],
+        sink: &mut SplitSink<WebSocket, Message>,
+    ) -> Result<(), axum::Error> {
+        for &(sym, id) in inject {
+            let Some(sub) = self.subs[sym].clone() else {
+                continue;
+            };
+            let symbol = self.shared.tape.symbols()[sym].spec.symbol.clone();
+            let now = self.shared.clock.now_us();
+            let fake = crate::tape::Trade {
+                id,
+                agg_id: 0,
+                price: 100_000_000,
+                qty: 100_000_000,
+                time_us: now,
+                is_buyer_maker: false,
+            };
+            self.buf.clear();
+            push_trade_frame(
+                &mut self.buf,
+                &fake,
+                &symbol,
+                &sub.stream,
+                now,
+                self.unit,
+                self.state.combined,
+            );
+            let frame = String::from_utf8_lossy(&self.buf).into_owned();
+            tracing::info!(connection = self.entry.id, %symbol, id, "injected an off-tape trade frame");
+            sink.send(Message::Text(frame.into())).await?;
+        }
+        Ok(())
     }
 
     async fn on_incoming(

@@ -90,6 +90,51 @@ async fn stall_gap_equals_reported_missed_ids() {
 }
 
 #[tokio::test]
+async fn an_injected_off_tape_trade_reaches_subscribers_only_and_leaves_the_tape_alone() {
+    let sim = start(test_config()).await;
+    let (mut ws, id) = connect(&format!("{}/ws/btcusdt@trade", sim.ws_base_url())).await;
+    let (mut other, _) = connect(&format!("{}/ws/arbusdt@trade", sim.ws_base_url())).await;
+    let mut frames = collect_for(&mut ws, Duration::from_millis(200)).await;
+    sim.apply_faults(FaultRequest {
+        inject_trade: Some(binance_sim::InjectTrade {
+            symbol: "BTCUSDT".into(),
+            trade_id: i64::MAX as u64,
+        }),
+        ..FaultRequest::default()
+    })
+    .unwrap();
+    frames.extend(collect_for(&mut ws, Duration::from_millis(300)).await);
+    let (got, bad) = ids(&frames);
+    assert_eq!(bad, 0);
+    assert_eq!(got.iter().filter(|&&t| t == i64::MAX as u64).count(), 1);
+    // The tape goes on as before: the ids around it stay consecutive.
+    let real: Vec<u64> = got
+        .iter()
+        .copied()
+        .filter(|&t| t != i64::MAX as u64)
+        .collect();
+    assert!(real.windows(2).all(|w| w[1] == w[0] + 1), "{real:?}");
+    assert!(
+        sim.connection_truth(id).unwrap().symbols["BTCUSDT"]
+            .missed
+            .is_empty()
+    );
+    let arb = collect_for(&mut other, Duration::from_millis(300)).await;
+    assert!(!arb.iter().any(|f| f.contains("9223372036854775807")));
+    assert!(
+        sim.apply_faults(FaultRequest {
+            inject_trade: Some(binance_sim::InjectTrade {
+                symbol: "NOPEUSDT".into(),
+                trade_id: 1,
+            }),
+            ..FaultRequest::default()
+        })
+        .is_err()
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn malformed_frames_are_counted_as_missed() {
     let sim = start(test_config()).await;
     let (mut ws, id) = connect(&format!("{}/ws/btcusdt@trade", sim.ws_base_url())).await;

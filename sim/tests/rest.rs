@@ -382,6 +382,39 @@ async fn geo_block_and_5xx_bursts() {
 }
 
 #[tokio::test]
+async fn mangled_bodies_are_200s_that_are_not_json_then_the_real_answer() {
+    let sim = start(test_config()).await;
+    let base = sim.rest_base_url();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/admin/faults"))
+        .json(&serde_json::json!({"rest_mangled_burst": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let r = get(&format!("{base}/api/v3/ticker/24hr?symbol=BTCUSDT")).await;
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(serde_json::from_str::<Value>(&text).is_err(), "{text}");
+        bodies.push(text);
+    }
+    assert!(
+        bodies.iter().any(|b| b.starts_with("<!DOCTYPE html>")),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies.iter().any(|b| b.starts_with("[{")),
+        "a body cut short: {bodies:?}"
+    );
+    let r = get(&format!("{base}/api/v3/ticker/24hr?symbol=BTCUSDT")).await;
+    let v: Value = r.json().await.unwrap();
+    assert!(v["lastId"].as_u64().is_some(), "{v}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn agg_trades_cover_trades_exactly() {
     let sim = start(test_config()).await;
     let base = sim.rest_base_url();
