@@ -4,6 +4,12 @@
 # Producer and consumer run on Container-Optimized OS: the image is pulled from Artifact Registry
 # and run by a systemd unit written by cloud-init (templates/container-service.yaml.tftpl). We do
 # not use the gce-container-declaration metadata (the deprecated container startup agent).
+#
+# Beside each binary, a second unit runs the Google-Built OpenTelemetry Collector: it scrapes the
+# binary's /metrics on the VM and writes them to Managed Service for Prometheus, where the PromQL
+# alerts of monitoring.tf read them. COS has no Ops Agent (not supported there); Google documents
+# the collector as a container on COS:
+# https://cloud.google.com/stackdriver/docs/instrumentation/opentelemetry-collector-cos
 
 resource "google_artifact_registry_repository" "images" {
   repository_id = local.artifact_repository_id
@@ -11,13 +17,23 @@ resource "google_artifact_registry_repository" "images" {
   format        = "DOCKER"
   description   = "Images of the binance-pipeline producer, consumer and batch."
 
-  # Untagged layers left by re-pushed tags are deleted after a week; tagged images are kept.
+  # Untagged images left by re-pushed tags are deleted after a week; tagged images are kept.
   cleanup_policies {
     id     = "delete-untagged"
     action = "DELETE"
     condition {
       tag_state  = "UNTAGGED"
       older_than = "604800s"
+    }
+  }
+
+  # Terraform runs images by digest: a rebuilt commit moves its tag, and the digest still deployed
+  # (or the one to roll back to) must not be deleted as untagged. KEEP wins over DELETE.
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
     }
   }
 
@@ -38,6 +54,23 @@ locals {
   batch_env = merge(local.common_env, {
     METRICS_ADDR = "0.0.0.0:9102"
   })
+
+  # The port each VM binary serves /metrics and /healthz on, read back from the METRICS_ADDR it is
+  # given: the unit opens it, the health check probes it and the collector scrapes it.
+  metrics_ports = {
+    producer = tonumber(regex("[0-9]+$", local.producer_env.METRICS_ADDR))
+    consumer = tonumber(regex("[0-9]+$", local.consumer_env.METRICS_ADDR))
+  }
+
+  # The collector's configuration on each VM: scrape that binary, write to Managed Service for
+  # Prometheus (tests/terraform/test_metrics.py holds it to the ports and the alerts' metrics).
+  collector_config = {
+    for name, port in local.metrics_ports : name => templatefile("${path.module}/templates/otel-collector.yaml.tftpl", {
+      job                     = name
+      port                    = port
+      scrape_interval_seconds = var.metrics_scrape_interval_seconds
+    })
+  }
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -74,7 +107,8 @@ resource "google_compute_instance" "producer" {
     enable_integrity_monitoring = true
   }
 
-  # OS Login instead of metadata SSH keys; the COS agents ship container logs and VM metrics.
+  # OS Login instead of metadata SSH keys; the COS agents ship container logs and VM health
+  # metrics (node-problem-detector); our own metrics go through the collector unit.
   metadata = {
     enable-oslogin            = "TRUE"
     block-project-ssh-keys    = "true"
@@ -85,8 +119,10 @@ resource "google_compute_instance" "producer" {
       image                = local.images.producer
       registry_host        = local.registry_host
       env                  = local.producer_env
-      health_port          = 9100
+      health_port          = local.metrics_ports.producer
       stop_timeout_seconds = 30
+      collector_image      = var.otel_collector_image
+      collector_config     = local.collector_config.producer
     })
   }
 
@@ -140,7 +176,8 @@ resource "google_compute_instance_template" "consumer" {
     enable_integrity_monitoring = true
   }
 
-  # OS Login instead of metadata SSH keys; the COS agents ship container logs and VM metrics.
+  # OS Login instead of metadata SSH keys; the COS agents ship container logs and VM health
+  # metrics (node-problem-detector); our own metrics go through the collector unit.
   metadata = {
     enable-oslogin            = "TRUE"
     block-project-ssh-keys    = "true"
@@ -151,8 +188,10 @@ resource "google_compute_instance_template" "consumer" {
       image                = local.images.consumer
       registry_host        = local.registry_host
       env                  = local.consumer_env
-      health_port          = 9101
+      health_port          = local.metrics_ports.consumer
       stop_timeout_seconds = 60
+      collector_image      = var.otel_collector_image
+      collector_config     = local.collector_config.consumer
     })
   }
 
@@ -161,7 +200,7 @@ resource "google_compute_instance_template" "consumer" {
     automatic_restart   = true
   }
 
-  # A new template (new image tag) is created before the old one is removed, so the MIG can roll.
+  # A new template (new image digest) is created before the old one is removed, so the MIG can roll.
   lifecycle {
     create_before_destroy = true
   }
@@ -175,7 +214,7 @@ resource "google_compute_health_check" "consumer" {
   unhealthy_threshold = 3
 
   http_health_check {
-    port         = 9101
+    port         = local.metrics_ports.consumer
     request_path = "/healthz"
   }
 

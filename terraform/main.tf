@@ -26,10 +26,11 @@ locals {
   # Docker host of the Artifact Registry repository, e.g. asia-northeast1-docker.pkg.dev.
   registry_host = "${var.region}-docker.pkg.dev"
   image_base    = "${local.registry_host}/${var.project_id}/${local.artifact_repository_id}"
+  # By digest: the VMs, the group and the job run exactly the build scripts/deploy pushed.
   images = {
-    producer = "${local.image_base}/producer:${var.producer_image_tag}"
-    consumer = "${local.image_base}/consumer:${var.consumer_image_tag}"
-    batch    = "${local.image_base}/batch:${var.batch_image_tag}"
+    producer = "${local.image_base}/producer@${var.producer_image_digest}"
+    consumer = "${local.image_base}/consumer@${var.consumer_image_digest}"
+    batch    = "${local.image_base}/batch@${var.batch_image_digest}"
   }
 
   # The Pub/Sub service agent: it moves undeliverable messages to the dead-letter topic and so

@@ -1,5 +1,14 @@
 # Monitoring: alerts for the failure modes that lose or delay data. Every alert goes to the
 # e-mail channels created here plus any existing channels passed in.
+#
+# Two kinds of condition: filters on Google's own metrics (Pub/Sub, Cloud Run, Composer), and
+# PromQL on the metrics only our binaries know (gaps, backfill, connection, latency, acks), which
+# the collector on each VM writes to Managed Service for Prometheus (compute.tf). Those metric
+# names come from producer/src/metrics.rs and consumer/src/metrics.rs as the exposition writes
+# them (counters end in _total, histograms are read through _bucket); tests/terraform/
+# test_metrics.py fails if a query names a metric, a kind or a label the binaries do not expose.
+# disable_metric_validation: the metrics exist only once the collector has written them, after
+# the VMs start, so Cloud Monitoring could not check them when Terraform creates the policies.
 
 resource "google_monitoring_notification_channel" "email" {
   for_each = toset(var.notification_emails)
@@ -75,6 +84,9 @@ resource "google_monitoring_alert_policy" "producer_silence" {
 # Trades lost: the producer (or the batch reconciliation) wrote a gap record, i.e. trade ids it
 # could not recover (451, a ban longer than it may wait, ids Binance no longer serves). The
 # records land in market.gaps; someone has to decide what to do about them.
+# Kept on the gap topic rather than producer_gaps_unfilled_total: the topic also carries the batch
+# reconciliation's records, and it sees the first record, which a PromQL increase() cannot (a
+# labelled counter series is created at 1 by that very record).
 resource "google_monitoring_alert_policy" "trade_gaps" {
   display_name          = "binance-pipeline: trade ids could not be recovered (gap records)"
   combiner              = "OR"
@@ -178,6 +190,108 @@ resource "google_monitoring_alert_policy" "batch_failure" {
 
   documentation {
     content   = "The daily batch failed. Open the ${var.dag_id} DAG run in Airflow (see output airflow_uri) and the ${local.batch_job_name} execution logs in Cloud Run; every step is idempotent, so clear and rerun the failed date."
+    mime_type = "text/markdown"
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# What only our binaries know (PromQL on Managed Service for Prometheus).
+
+# Backfill stuck: trade ids detected missing and still not filled over REST.
+resource "google_monitoring_alert_policy" "gap_ids_outstanding" {
+  display_name          = "binance-pipeline: trade ids waiting for backfill for ${var.gap_ids_outstanding_alert_minutes} min"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "producer_gap_ids_outstanding > 0, by symbol"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        max by (symbol) (producer_gap_ids_outstanding) > 0
+      EOT
+      duration                  = "${var.gap_ids_outstanding_alert_minutes * 60}s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "The producer knows trade ids it has not published and has not filled them over REST for ${var.gap_ids_outstanding_alert_minutes} minutes (the symbol is in the alert's labels). Usually Binance throttles or refuses historicalTrades: check the producer log (journalctl -u producer, or Cloud Logging) for 429/418/451 and the Cloud NAT addresses. The ids are not lost yet: the producer keeps trying until it gives up and writes a gap record (the gap-record alert), and the daily reconciliation checks the day again."
+    mime_type = "text/markdown"
+  }
+}
+
+# Late data: trades take too long from the exchange into BigQuery (consumer view of the whole path).
+resource "google_monitoring_alert_policy" "exchange_to_bigquery_latency" {
+  display_name          = "binance-pipeline: exchange to BigQuery p99 above ${var.exchange_to_bigquery_p99_alert_seconds}s"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "p99 of consumer_exchange_to_bigquery_seconds over 5 min"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        histogram_quantile(0.99, sum by (le) (rate(consumer_exchange_to_bigquery_seconds_bucket[5m]))) > ${var.exchange_to_bigquery_p99_alert_seconds}
+      EOT
+      duration                  = "600s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "For 10 minutes, 1 trade in 100 took more than ${var.exchange_to_bigquery_p99_alert_seconds}s from Binance's trade time to BigQuery's append acknowledgement (all consumer instances together; the histogram's buckets double from 50 ms, so the threshold is read between 3.2 s and 6.4 s). Compare producer_exchange_to_publish_seconds (exchange to Pub/Sub) to see which half is slow: a slow producer half points at Binance or Pub/Sub publish, a slow consumer half at the subscription backlog (backlog alert) or slow AppendRows (consumer_append_seconds, consumer_append_retries_total). Nothing is lost; data is late."
+    mime_type = "text/markdown"
+  }
+}
+
+# Producer cut off from Binance: its websocket has been down (or it reports nothing at all).
+resource "google_monitoring_alert_policy" "producer_disconnected" {
+  display_name          = "binance-pipeline: producer not connected to Binance for ${var.producer_silence_minutes} min"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "producer_connected below 1, or absent"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        (max(producer_connected) < 1) or absent(producer_connected)
+      EOT
+      duration                  = "${var.producer_silence_minutes * 60}s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "The producer's websocket to Binance has been closed for ${var.producer_silence_minutes} minutes, or no producer metrics arrive at all (producer or its collector down). On binance-producer (gcloud compute ssh binance-producer --tunnel-through-iap): systemctl status producer otel-collector, journalctl -u producer for the connection errors (451/418 from the NAT addresses, DNS, TLS). If only otel-collector is down, trades still flow (the no-trades-published alert stays quiet): restart it. After reconnecting the producer backfills what it missed over REST."
+    mime_type = "text/markdown"
+  }
+}
+
+# Consumer not acking: an instance pulls trades but none is appended (the consumer acks only what
+# BigQuery took, or a duplicate it already has), so the subscription redelivers and backs up.
+resource "google_monitoring_alert_policy" "consumer_not_acking" {
+  display_name          = "binance-pipeline: a consumer pulls trades but appends none for ${var.consumer_stall_minutes} min"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "received > 0 and appended = duplicates = 0, by instance"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        (sum by (instance) (rate(consumer_messages_received_total{table="trades_raw"}[${var.consumer_stall_minutes}m])) > 0)
+        unless on (instance) (sum by (instance) (rate(consumer_rows_appended_total{table="trades_raw"}[${var.consumer_stall_minutes}m])) > 0)
+        unless on (instance) (sum by (instance) (rate(consumer_duplicates_suppressed_total{table="trades_raw"}[${var.consumer_stall_minutes}m])) > 0)
+      EOT
+      duration                  = "60s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "A consumer instance (the instance label names the VM) received trades for ${var.consumer_stall_minutes} minutes and appended none to market.trades_raw, so it acked none: Pub/Sub redelivers them and the backlog grows. Check its log (Cloud Logging, the instance's consumer container) for AppendRows errors and consumer_append_retries_total: BigQuery permissions, quota, a schema mismatch. The group's autohealer replaces it only if /healthz fails; to replace it by hand: gcloud compute instance-groups managed recreate-instances binance-consumer --region REGION --instances NAME. Nothing is lost while the subscription retains the messages (7 days)."
     mime_type = "text/markdown"
   }
 }

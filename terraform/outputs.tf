@@ -6,7 +6,7 @@ output "artifact_registry_repository" {
 }
 
 output "images" {
-  description = "Full image references the deployment runs, per component."
+  description = "Full image references the deployment runs, per component, by digest (REPOSITORY/IMAGE@sha256:...)."
   value       = local.images
 }
 

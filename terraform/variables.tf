@@ -59,36 +59,88 @@ variable "symbols" {
   }
 }
 
-variable "producer_image_tag" {
-  description = "Tag of the producer image in the binance-pipeline Artifact Registry repository."
+variable "producer_image_digest" {
+  description = "Digest (sha256:<64 hex>) of the producer image in the binance-pipeline Artifact Registry repository; scripts/deploy reads it from the registry after the push and passes it. No default: a tag can be moved or never pushed, a digest names exactly one build."
   type        = string
-  default     = "latest"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.producer_image_tag))
-    error_message = "producer_image_tag must be a valid Docker tag."
+    condition     = can(regex("^sha256:[0-9a-f]{64}$", var.producer_image_digest))
+    error_message = "producer_image_digest must be an image digest: sha256: and 64 lower-case hex digits (scripts/deploy passes the pushed one)."
   }
 }
 
-variable "consumer_image_tag" {
-  description = "Tag of the consumer image in the binance-pipeline Artifact Registry repository."
+variable "consumer_image_digest" {
+  description = "Digest (sha256:<64 hex>) of the consumer image in the binance-pipeline Artifact Registry repository; scripts/deploy reads it from the registry after the push and passes it. No default: a tag can be moved or never pushed, a digest names exactly one build."
   type        = string
-  default     = "latest"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.consumer_image_tag))
-    error_message = "consumer_image_tag must be a valid Docker tag."
+    condition     = can(regex("^sha256:[0-9a-f]{64}$", var.consumer_image_digest))
+    error_message = "consumer_image_digest must be an image digest: sha256: and 64 lower-case hex digits (scripts/deploy passes the pushed one)."
   }
 }
 
-variable "batch_image_tag" {
-  description = "Tag of the batch image in the binance-pipeline Artifact Registry repository."
+variable "batch_image_digest" {
+  description = "Digest (sha256:<64 hex>) of the batch image in the binance-pipeline Artifact Registry repository; scripts/deploy reads it from the registry after the push and passes it. No default: a tag can be moved or never pushed, a digest names exactly one build."
   type        = string
-  default     = "latest"
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.batch_image_tag))
-    error_message = "batch_image_tag must be a valid Docker tag."
+    condition     = can(regex("^sha256:[0-9a-f]{64}$", var.batch_image_digest))
+    error_message = "batch_image_digest must be an image digest: sha256: and 64 lower-case hex digits (scripts/deploy passes the pushed one)."
+  }
+}
+
+variable "otel_collector_image" {
+  description = "Google-Built OpenTelemetry Collector image run beside the producer and each consumer: it scrapes their /metrics and writes the samples to Managed Service for Prometheus. A release version tag (the default) or IMAGE@sha256:<digest>; scripts/deploy resolves the tag to its digest and passes that. Never latest."
+  type        = string
+  default     = "us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.137.0"
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(/[a-z0-9._-]+)+(:[0-9]+\\.[0-9]+\\.[0-9]+|@sha256:[0-9a-f]{64})$", var.otel_collector_image))
+    error_message = "otel_collector_image must be REGISTRY/PATH:X.Y.Z (a release) or REGISTRY/PATH@sha256:<64 hex>, never latest or another moving tag."
+  }
+}
+
+variable "metrics_scrape_interval_seconds" {
+  description = "How often the collector scrapes each binary's /metrics. Managed Service for Prometheus bills per sample, so this sets the cost (terraform/README.md, cost table); the alerts look at 5-15 minute windows."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.metrics_scrape_interval_seconds >= 10 && var.metrics_scrape_interval_seconds <= 300 && floor(var.metrics_scrape_interval_seconds) == var.metrics_scrape_interval_seconds
+    error_message = "metrics_scrape_interval_seconds must be a whole number between 10 and 300."
+  }
+}
+
+variable "gap_ids_outstanding_alert_minutes" {
+  description = "Alert when a symbol has trade ids waiting for REST backfill (producer_gap_ids_outstanding > 0) for this many minutes. Backfill normally closes a gap within seconds; minutes mean Binance throttles or refuses the REST calls."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.gap_ids_outstanding_alert_minutes >= 1 && var.gap_ids_outstanding_alert_minutes <= 1440
+    error_message = "gap_ids_outstanding_alert_minutes must be between 1 and 1440."
+  }
+}
+
+variable "exchange_to_bigquery_p99_alert_seconds" {
+  description = "Alert when the 99th percentile of the time from a trade at Binance to BigQuery's append acknowledgement (consumer_exchange_to_bigquery_seconds) stays above this many seconds for 10 minutes."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.exchange_to_bigquery_p99_alert_seconds > 0
+    error_message = "exchange_to_bigquery_p99_alert_seconds must be positive."
+  }
+}
+
+variable "consumer_stall_minutes" {
+  description = "Alert when a consumer instance pulled trades but appended (and so acked) none for this many minutes."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.consumer_stall_minutes >= 2 && var.consumer_stall_minutes <= 120
+    error_message = "consumer_stall_minutes must be between 2 and 120."
   }
 }
 

@@ -45,7 +45,8 @@ def test_dry_run_builds_and_pushes_terraforms_image_names(root, tf, dockerfile, 
         assert f"GIT_REVISION={revision}" in command
         assert f"VERSION={workspace.version}" in command
         assert command[-1] == "."
-    assert "terraform apply -var producer_image_tag=v7" in result.stderr
+    # Terraform takes digests: the next step is scripts/deploy reading them for these tags.
+    assert "scripts/deploy --project my-project --region asia-northeast1 --builder none --tag v7" in result.stderr
 
 
 def test_the_default_tag_is_the_revision_and_one_image_can_be_built(root):

@@ -10,8 +10,10 @@ import subprocess
 import pytest
 
 SYMBOLS = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT"
-OLD = "asia-northeast1-docker.pkg.dev/p/binance-pipeline/producer:aaaaaaaaaaaa"
-NEW = "asia-northeast1-docker.pkg.dev/p/binance-pipeline/producer:bbbbbbbbbbbb"
+OLD_DIGEST = "sha256:" + "a" * 64
+NEW_DIGEST = "sha256:" + "b" * 64
+OLD = f"asia-northeast1-docker.pkg.dev/p/binance-pipeline/producer@{OLD_DIGEST}"
+NEW = f"asia-northeast1-docker.pkg.dev/p/binance-pipeline/producer@{NEW_DIGEST}"
 
 
 def metrics(counts: dict[str, int], backfill: dict[str, int] | None = None) -> str:
@@ -122,7 +124,7 @@ def test_the_stop_grace_matches_terraform(root, tf):
 
 def test_from_the_workstation_it_ssh_es_through_iap_and_runs_itself_as_root(root):
     result = subprocess.run(
-        [str(root / "scripts" / "roll-producer"), "--tag", "bbbbbbbbbbbb", "--project", "p", "--dry-run"],
+        [str(root / "scripts" / "roll-producer"), "--digest", NEW_DIGEST, "--project", "p", "--dry-run"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -133,3 +135,14 @@ def test_from_the_workstation_it_ssh_es_through_iap_and_runs_itself_as_root(root
     assert "--tunnel-through-iap" in argv
     remote = argv[argv.index("--command") + 1]
     assert remote.startswith("sudo bash -s -- on-vm --image " + NEW)
+
+
+@pytest.mark.parametrize("argv", [["--tag", "bbbbbbbbbbbb"], ["--digest", "bbbbbbbbbbbb"], ["--digest", "sha256:" + "B" * 64]])
+def test_from_the_workstation_it_needs_the_digest_terraform_runs(root, argv):
+    result = subprocess.run(
+        [str(root / "scripts" / "roll-producer"), *argv, "--project", "p", "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and result.stdout == "", result.stdout + result.stderr

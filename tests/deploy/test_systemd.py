@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import deploymodel
+import tfeval
 from conftest import CONTRACT_PORTS
 
 VMS = {"producer": "google_compute_instance", "consumer": "google_compute_instance_template"}
@@ -25,24 +26,26 @@ STOP_MARGIN_SECONDS = 5
 SHUTDOWN_ENV = {"producer": "PRODUCER_SHUTDOWN_DEADLINE", "consumer": "SHUTDOWN_DEADLINE"}
 
 
+@pytest.fixture(scope="module")
+def evaluator(tf, root):
+    return tfeval.Evaluator(tf, root / "terraform", {"project_id": deploymodel.PLACEHOLDER_PROJECT})
+
+
 @pytest.fixture(scope="module", params=sorted(VMS))
-def rendered(request, tf, root, tmp_path_factory):
+def rendered(request, tf, evaluator):
+    """The VM's user-data exactly as Terraform renders it (its templatefile call, evaluated)."""
     name = request.param
     call = deploymodel.template_call(tf, VMS[name], name)
     common, specific = deploymodel.component_env(tf, name)
-    env = {**common, **specific}
-    image = tf.resolve(tf.locals["images"][name]).replace("${var.project_id}", deploymodel.PLACEHOLDER_PROJECT)
     variables = {
         "name": name,
-        "image": image,
-        "registry_host": tf.resolve(tf.locals["registry_host"]),
-        "env": env,
-        "health_port": int(call["health_port"]),
+        "image": evaluator.local("images")[name],
+        "env": {**common, **specific},
+        "health_port": evaluator.local("metrics_ports")[name],
         "stop_timeout_seconds": int(call["stop_timeout_seconds"]),
     }
-    text = deploymodel.render_template(
-        root / "terraform" / "templates" / "container-service.yaml.tftpl", variables, tmp_path_factory.mktemp("tf")
-    )
+    assert evaluator.local(f"{name}_env") == variables["env"]
+    text = evaluator.evaluate(tfeval.to_hcl(tf.resource(VMS[name], name)["metadata"]["user-data"]))
     config = yaml.safe_load(text)
     files = {f["path"]: f for f in config["write_files"]}
     return {
@@ -50,6 +53,7 @@ def rendered(request, tf, root, tmp_path_factory):
         "vars": variables,
         "config": config,
         "unit": files[f"/etc/systemd/system/{name}.service"]["content"],
+        "collector_unit": files["/etc/systemd/system/otel-collector.service"]["content"],
         "env_file": files[f"/etc/binance-pipeline/{name}.env"]["content"],
         "resource": tf.resource(VMS[name], name),
     }
@@ -72,13 +76,15 @@ def _fake_cos_root(base: Path) -> Path:
     return root
 
 
-def test_the_unit_passes_systemd_analyze_verify(rendered, tmp_path):
+@pytest.mark.parametrize("which", ["binary", "collector"])
+def test_the_unit_passes_systemd_analyze_verify(rendered, tmp_path, which):
     analyze = shutil.which("systemd-analyze")
     if not analyze:
         pytest.fail("systemd-analyze is missing: apt-get install systemd (Debian) to run this check")
     root = _fake_cos_root(tmp_path)
-    name = rendered["name"]
-    (root / f"etc/systemd/system/{name}.service").write_text(rendered["unit"])
+    name = rendered["name"] if which == "binary" else "otel-collector"
+    unit = rendered["unit"] if which == "binary" else rendered["collector_unit"]
+    (root / f"etc/systemd/system/{name}.service").write_text(unit)
     result = subprocess.run(
         [analyze, "verify", f"--root={root}", "--man=no", f"{name}.service"],
         capture_output=True,
@@ -126,7 +132,8 @@ def test_the_unit_runs_the_image_terraform_names_with_its_environment(rendered, 
     assert f"--name={name}" in argv and "--network=host" in argv
     assert argv[-1] == rendered["vars"]["image"], "the image is the last argument: nothing overrides the ENTRYPOINT"
     repository, image = argv[-1].rsplit("/", 2)[-2:]
-    assert (repository, image.split(":")[0]) == (tf.locals["artifact_repository_id"], name)
+    assert (repository, image.split("@")[0]) == (tf.locals["artifact_repository_id"], name)
+    assert re.fullmatch(r"[a-z]+@sha256:[0-9a-f]{64}", image), f"the unit runs {image}: not by digest"
     env_file = next(a.split("=", 1)[1] for a in argv if a.startswith("--env-file="))
     assert env_file == f"/etc/binance-pipeline/{name}.env"
     lines = rendered["env_file"].splitlines()

@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 
-IMAGE = "asia-northeast1-docker.pkg.dev/proj/binance-pipeline/{name}:v1"
+IMAGE = "asia-northeast1-docker.pkg.dev/proj/binance-pipeline/{name}@sha256:" + "ab" * 32
+COLLECTOR_IMAGE = "us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.137.0"
+COLLECTOR_CONFIG = "receivers:\n  prometheus: {}\nexporters:\n  googlemanagedprometheus:\n"
 
 
 def _render(template: Path, name: str, port: int, env: dict[str, str], workdir: Path) -> str:
@@ -24,7 +26,8 @@ def _render(template: Path, name: str, port: int, env: dict[str, str], workdir: 
     expression = (
         f'templatefile({json.dumps(str(template))}, {{name = "{name}", image = "{IMAGE.format(name=name)}", '
         f'registry_host = "asia-northeast1-docker.pkg.dev", env = {env_hcl}, health_port = {port}, '
-        f"stop_timeout_seconds = 30}})"
+        f"stop_timeout_seconds = 30, collector_image = {json.dumps(COLLECTOR_IMAGE)}, "
+        f"collector_config = {json.dumps(COLLECTOR_CONFIG)}}})"
     )
     # `terraform console` evaluates built-in functions with no provider and no init.
     result = subprocess.run(
@@ -61,12 +64,25 @@ def test_template_renders_a_runnable_unit(tf_dir, tmp_path, name, port):
     assert opened == {str(port)}, f"only the health port may be opened, got {opened}"
     assert "Restart=always" in unit
     assert f"systemctl enable --now {name}.service" in config["runcmd"]
+    # The collector: its configuration verbatim, its own restart-always unit, no port opened.
+    assert files["/etc/binance-pipeline/otel-collector.yaml"] == COLLECTOR_CONFIG
+    collector = files["/etc/systemd/system/otel-collector.service"]
+    assert f" {COLLECTOR_IMAGE} --config=" in collector and "Restart=always" in collector
+    assert "--dport" not in collector
+    assert config["runcmd"].index(f"systemctl enable --now {name}.service") < config["runcmd"].index(
+        "systemctl enable --now otel-collector.service"
+    )
 
 
 def test_vms_pass_the_template_the_right_arguments(tf):
     for rtype, name in (("google_compute_instance", "producer"), ("google_compute_instance_template", "consumer")):
         user_data = tf.resource(rtype, name)["metadata"]["user-data"]
         assert 'templatefile("${path.module}/templates/container-service.yaml.tftpl"' in user_data
-        for argument in ("name", "image", "registry_host", "env", "health_port", "stop_timeout_seconds"):
+        for argument in (
+            "name", "image", "registry_host", "env", "health_port", "stop_timeout_seconds", "collector_image",
+            "collector_config",
+        ):  # fmt: skip
             assert re.search(rf"\b{argument} = ", user_data), f"{name} does not pass {argument}"
         assert f'name = "{name}"' in user_data
+        assert "collector_image = var.otel_collector_image" in user_data
+        assert f"collector_config = local.collector_config.{name}" in user_data

@@ -59,9 +59,23 @@ def test_images_come_from_the_contract_repository(tf):
     images = tf.locals["images"]
     assert set(images) == contract.IMAGES
     for image, ref in images.items():
-        assert ref == f"${{local.image_base}}/{image}:${{var.{image}_image_tag}}"
-        assert f"{image}_image_tag" in tf.variables
+        # By digest, never by tag: the image that runs is the build that was pushed.
+        assert ref == f"${{local.image_base}}/{image}@${{var.{image}_image_digest}}"
+        variable = tf.variables[f"{image}_image_digest"]
+        assert "default" not in variable, f"{image}_image_digest must have no default: apply must be told"
+        (validation,) = blocks(variable, "validation")
+        assert "^sha256:[0-9a-f]{64}$" in validation["condition"]
+    assert not any(name.endswith("_image_tag") for name in tf.variables), "image tag variables are gone"
     assert tf.locals["image_base"] == "${local.registry_host}/${var.project_id}/${local.artifact_repository_id}"
+
+
+def test_digests_the_deployment_runs_are_kept_by_the_registry(tf):
+    repo = next(iter(tf.of_type("google_artifact_registry_repository").values()))
+    policies = {p["id"]: p for p in blocks(repo, "cleanup_policies")}
+    keep = [p for p in policies.values() if p["action"] == "KEEP"]
+    assert keep and block(keep[0], "most_recent_versions")["keep_count"] >= 5, (
+        "a re-pushed tag leaves the deployed digest untagged: keep recent versions from the untagged cleanup"
+    )
 
 
 def _user_data(body):
@@ -73,7 +87,7 @@ def test_producer_vm_runs_the_producer_image_with_its_port(tf):
     user_data = _user_data(producer)
     assert "local.images.producer" in user_data
     assert "env = local.producer_env" in user_data
-    assert "health_port = 9100" in user_data
+    assert "health_port = local.metrics_ports.producer" in user_data
     assert block(producer, "service_account")["email"] == "${google_service_account.producer.email}"
 
 
@@ -91,14 +105,15 @@ def test_the_producer_keeps_its_resume_point_in_the_mounted_state_directory(tf, 
 def test_consumer_group_autoheals_on_its_healthz(tf):
     template = tf.resource("google_compute_instance_template", "consumer")
     assert "local.images.consumer" in _user_data(template)
-    assert "health_port = 9101" in _user_data(template)
+    assert "health_port = local.metrics_ports.consumer" in _user_data(template)
     mig = tf.resource("google_compute_region_instance_group_manager", "consumer")
     assert block(mig, "version")["instance_template"] == "${google_compute_instance_template.consumer.id}"
     healing = block(mig, "auto_healing_policies")
     assert healing, "the consumer MIG must autoheal"
     ref = re.fullmatch(r"\$\{google_compute_health_check\.(\w+)\.id\}", healing["health_check"])
     check = block(tf.resource("google_compute_health_check", ref.group(1)), "http_health_check")
-    assert check["port"] == contract.METRICS_PORT["consumer"]
+    # The port itself is held to the binary's in test_metrics.py (evaluated with Terraform).
+    assert check["port"] == "${local.metrics_ports.consumer}"
     assert check["request_path"] == "/healthz"
     # Google's health checkers must be let in on that port.
     allowed = [
