@@ -57,10 +57,8 @@ const EVENT_CHANNEL: usize = 16_384;
 const TICK: Duration = Duration::from_millis(200);
 /// Backfill chunks requested and not answered at most: the rest of a gap is cut later.
 const MAX_BACKFILL_IN_FLIGHT: usize = 8;
-/// First wait before a chunk whose fetch failed for a passing reason is asked for again.
-const BACKFILL_RETRY_MIN: Duration = Duration::from_secs(30);
-/// Longest such wait.
-const BACKFILL_RETRY_MAX: Duration = Duration::from_secs(600);
+/// Longest wait before a failed chunk is asked for again, in multiples of the first.
+const BACKFILL_RETRY_MAX_FACTOR: u32 = 20;
 
 /// Everything `run` needs, validated.
 #[derive(Debug, Clone)]
@@ -93,6 +91,8 @@ pub struct Settings {
     pub gap_grace: Duration,
     /// Longest 418 ban sat out during backfill.
     pub max_ban_wait: Duration,
+    /// First wait before a chunk that failed for a passing reason is fetched again.
+    pub backfill_retry: Duration,
     /// Backfill rounds for passing troubles.
     pub backfill: BackfillConfig,
     /// Reconnect backoff floor.
@@ -237,6 +237,7 @@ impl Settings {
             },
             gap_grace: a.gap_grace,
             max_ban_wait: a.max_ban_wait,
+            backfill_retry: a.backfill_retry,
             backfill: BackfillConfig::default(),
             reconnect_min: a.reconnect_min,
             reconnect_max: a.reconnect_max,
@@ -286,8 +287,8 @@ impl Running {
 /// Starts the producer; it runs until `shutdown` is cancelled or a fatal error.
 pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let settings = Arc::new(settings);
-    let saved = load_state(&settings)?;
     let metrics = Arc::new(Metrics::new(&settings.symbols));
+    let saved = load_state(&settings, &metrics);
     let health = Arc::new(Health::default());
     if settings.create_topics {
         let admin = Admin::connect(&settings.target)
@@ -346,19 +347,49 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     start(settings, shutdown).await?.wait().await
 }
 
-/// Reads the state file and proves it writable now rather than at the first save.
-fn load_state(settings: &Settings) -> anyhow::Result<BTreeMap<String, i64>> {
+/// Reads the state file, and tries a write now rather than at the first save.
+///
+/// Nothing here stops the start: a producer that cannot resume still publishes every trade it
+/// sees, while one that refuses to start publishes none. So a file that is not a state file is
+/// set aside (renamed `<file>.corrupt-<unix seconds>`, kept for inspection) and the run starts
+/// as without one, at the exchange's latest id; the trades of the downtime before it are then
+/// recovered by the daily reconciliation (`batch reconcile`), see producer/README.md. A disk
+/// that cannot be written (full, read-only) is logged and counted; saves are retried.
+fn load_state(settings: &Settings, metrics: &Metrics) -> BTreeMap<String, i64> {
     let Some(path) = &settings.state_file else {
-        return Ok(BTreeMap::new());
+        return BTreeMap::new();
     };
-    let saved = resume::load(path)
-        .context("PRODUCER_STATE_FILE (--state-file)")?
-        .map(|s| s.resume_after)
-        .unwrap_or_default();
-    resume::save(path, &resume::State::new(saved.clone(), now_us()))
-        .context("PRODUCER_STATE_FILE (--state-file) must be writable")?;
+    let saved = match resume::load(path) {
+        Ok(state) => state.map(|s| s.resume_after).unwrap_or_default(),
+        Err(e @ resume::StateError::Invalid { .. }) => {
+            metrics.state_file_set_aside.inc();
+            match resume::set_aside(path, now_us() / 1_000_000) {
+                Ok(kept) => {
+                    tracing::error!(error = %e, kept = %kept.display(), "PRODUCER_STATE_FILE is not a state file: set aside; starting at the exchange's latest id (the trades since the last run come back through the daily reconciliation, see producer/README.md)")
+                }
+                Err(e2) => {
+                    tracing::error!(error = %e, set_aside_error = %e2, "PRODUCER_STATE_FILE is not a state file and could not be set aside; starting at the exchange's latest id")
+                }
+            }
+            BTreeMap::new()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "PRODUCER_STATE_FILE cannot be read; starting at the exchange's latest id (the trades since the last run come back through the daily reconciliation)");
+            BTreeMap::new()
+        }
+    };
+    match resume::save(path, &resume::State::new(saved.clone(), now_us())) {
+        Ok(()) => {
+            metrics.state_file_ok.set(1);
+        }
+        Err(e) => {
+            metrics.state_write_failures.inc();
+            metrics.state_file_ok.set(0);
+            tracing::error!(error = %e, "PRODUCER_STATE_FILE cannot be written (full or read-only disk?): running anyway, retrying every interval; a restart meanwhile resumes from an older point or the exchange's latest id");
+        }
+    }
     tracing::info!(path = %path.display(), resume_after = ?saved, "state file read");
-    Ok(saved)
+    saved
 }
 
 /// Each symbol's start point: the saved resume point held against the exchange's latest id
@@ -431,10 +462,12 @@ async fn run_state_writer(
                     tracing::info!("state file written again");
                 }
                 failing = false;
+                metrics.state_file_ok.set(1);
                 written = Some(snapshot);
             }
             Ok(Err(e)) => {
                 metrics.state_write_failures.inc();
+                metrics.state_file_ok.set(0);
                 if !failing {
                     tracing::error!(error = %e, "could not write the state file: a restart now would resume from an older point (more backfill, no loss)");
                 }
@@ -1097,9 +1130,10 @@ impl Hub {
                 // A passing trouble: the ids stay open (and below the resume point) and are
                 // asked for again later, backing off while REST keeps failing.
                 self.rest_failures = self.rest_failures.saturating_add(1);
-                let backoff = BACKFILL_RETRY_MIN
+                let first = self.settings.backfill_retry;
+                let backoff = first
                     .saturating_mul(1 << (self.rest_failures - 1).min(8))
-                    .min(BACKFILL_RETRY_MAX);
+                    .min(first.saturating_mul(BACKFILL_RETRY_MAX_FACTOR));
                 let wait = wait.max(backoff);
                 self.metrics.backfill_deferred(reason);
                 tracing::warn!(symbol = %self.settings.symbols[sym], %range, reason, ?wait, %detail, "backfill failed; the ids stay open and are fetched again later");

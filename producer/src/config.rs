@@ -146,9 +146,14 @@ pub struct RunArgs {
     /// Wait this long before backfilling a gap (reordered frames and overlaps fill most).
     #[arg(long, env = "PRODUCER_GAP_GRACE", default_value = "2s", value_parser = parse_duration)]
     pub gap_grace: Duration,
-    /// Sit out HTTP 418 bans up to this long during backfill; longer bans become gap records.
+    /// Sit out HTTP 418 bans up to this long inside one backfill fetch; a longer ban puts the
+    /// chunk back, open, until the ban is over.
     #[arg(long, env = "PRODUCER_MAX_BAN_WAIT", default_value = "5m", value_parser = parse_duration)]
     pub max_ban_wait: Duration,
+    /// First wait before a backfill chunk that failed for a passing reason (429, 5xx, a ban, a
+    /// mangled body) is fetched again; doubles while REST keeps failing, up to 20 times this.
+    #[arg(long, env = "PRODUCER_BACKFILL_RETRY", default_value = "30s", value_parser = parse_duration)]
+    pub backfill_retry: Duration,
     /// First reconnect delay (before jitter).
     #[arg(long, env = "PRODUCER_RECONNECT_MIN", default_value = "250ms", value_parser = parse_duration)]
     pub reconnect_min: Duration,
@@ -158,7 +163,8 @@ pub struct RunArgs {
     /// Connection attempts per 5 minutes at most (Binance allows 300 per IP).
     #[arg(long, env = "PRODUCER_MAX_ATTEMPTS", default_value_t = crate::reconnect::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
-    /// On SIGTERM, how long to flush queued trades before giving up (and reporting them).
+    /// From SIGTERM, how long to backfill open gaps and flush queued trades before giving up
+    /// (and reporting what is left); the container's stop timeout must be longer.
     #[arg(long, env = "PRODUCER_SHUTDOWN_DEADLINE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_deadline: Duration,
     /// File keeping the resume point per symbol (the highest trade id up to which everything was

@@ -91,6 +91,10 @@ pub struct Metrics {
     pub backfill_retries: Family<Labels, Counter>,
     /// Failed writes of the state file.
     pub state_write_failures: Counter,
+    /// 1 while the last write of the state file succeeded (0 without a state file).
+    pub state_file_ok: Gauge,
+    /// State files set aside at start because they were not state files.
+    pub state_file_set_aside: Counter,
 }
 
 impl Metrics {
@@ -205,6 +209,8 @@ impl Metrics {
             quarantined: Family::default(),
             backfill_retries: Family::default(),
             state_write_failures: Counter::default(),
+            state_file_ok: Gauge::default(),
+            state_file_set_aside: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -286,6 +292,16 @@ impl Metrics {
             "state_write_failures",
             "Failed writes of the resume-point state file",
             m.state_write_failures.clone(),
+        );
+        registry.register(
+            "state_file_ok",
+            "1 while the last write of the resume-point state file succeeded (0 without a state file)",
+            m.state_file_ok.clone(),
+        );
+        registry.register(
+            "state_file_set_aside",
+            "State files set aside at start because they were not state files (the run started at the exchange's latest id)",
+            m.state_file_set_aside.clone(),
         );
         Self { registry, ..m }
     }

@@ -223,9 +223,7 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// The content is not a state file of this version.
-    #[error(
-        "state file {path} is not a producer state file ({detail}); fix or delete it (deleting it starts each symbol at the exchange's latest id: the trades since the last run are then only recovered by the daily batch)"
-    )]
+    #[error("state file {path} is not a producer state file ({detail})")]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -260,6 +258,19 @@ pub fn load(path: &Path) -> Result<Option<State>, StateError> {
         });
     }
     Ok(Some(state))
+}
+
+/// Renames a broken state file to `<file>.corrupt-<unix_secs>` (kept for inspection, out of the
+/// way of the next save); returns the new name.
+pub fn set_aside(path: &Path, unix_secs: i64) -> Result<PathBuf, StateError> {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".corrupt-{unix_secs}"));
+    let kept = path.with_file_name(name);
+    std::fs::rename(path, &kept).map_err(|source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(kept)
 }
 
 /// Writes the state file atomically: a temporary file beside it, flushed to disk, renamed over
@@ -398,7 +409,10 @@ mod tests {
         assert!(!dir.path().join("resume.json.tmp").exists());
         std::fs::write(&path, b"{\"version\":1,").unwrap();
         let e = load(&path).unwrap_err().to_string();
-        assert!(e.contains("resume.json") && e.contains("delete it"), "{e}");
+        assert!(
+            e.contains("resume.json") && e.contains("not a producer state file"),
+            "{e}"
+        );
         std::fs::write(
             &path,
             br#"{"version":9,"written_at_us":0,"resume_after":{}}"#,
@@ -406,6 +420,20 @@ mod tests {
         .unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("version 9"), "{e}");
+    }
+
+    #[test]
+    fn a_broken_file_is_set_aside_with_its_content_and_the_next_save_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resume.json");
+        std::fs::write(&path, b"\0\0garbage").unwrap();
+        let kept = set_aside(&path, 1_790_000_000).unwrap();
+        assert_eq!(kept, dir.path().join("resume.json.corrupt-1790000000"));
+        assert_eq!(std::fs::read(&kept).unwrap(), b"\0\0garbage");
+        assert!(load(&path).unwrap().is_none(), "out of the way");
+        save(&path, &State::new(BTreeMap::new(), 1)).unwrap();
+        assert!(load(&path).unwrap().is_some());
+        assert!(set_aside(&dir.path().join("absent.json"), 1).is_err());
     }
 
     #[test]

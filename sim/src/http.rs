@@ -112,7 +112,7 @@ fn gate(shared: &Shared, ip: IpAddr, weight: u32) -> Result<u32, Box<Response>> 
             f.rest_mangled_remaining -= 1;
             // What users have seen in front of Binance: a proxy's HTML page with a 200, or a
             // JSON body cut short (the connection dropped mid-body behind a proxy).
-            let body = if f.rest_mangled_remaining % 2 == 0 {
+            let body = if f.rest_mangled_remaining.is_multiple_of(2) {
                 MANGLED_HTML.to_owned()
             } else {
                 r#"[{"id":1,"price":"1.0000"#.to_owned()

@@ -66,12 +66,17 @@ pub struct Env {
 }
 
 pub async fn env(config: SimConfig) -> Env {
+    env_on(config, &shared().pubsub).await
+}
+
+/// A simulator and fresh topics on the Pub/Sub emulator at `pubsub` (e.g. one of the test's
+/// own, to freeze it).
+pub async fn env_on(config: SimConfig, pubsub: &str) -> Env {
     logs();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let endpoints = shared();
     let target = GcpTarget {
         project: PROJECT.into(),
-        pubsub_endpoint: Some(endpoints.pubsub.clone()),
+        pubsub_endpoint: Some(pubsub.to_owned()),
         bigquery_endpoint: None,
         bigquery_grpc_endpoint: None,
     };
@@ -124,17 +129,20 @@ impl Env {
             &rest,
             "--metrics-addr",
             "127.0.0.1:0",
-            "--gap-grace",
-            "500ms",
-            "--quiet-grace",
-            "1s",
-            "--reconnect-min",
-            "50ms",
-            "--reconnect-max",
-            "1s",
-            "--shutdown-deadline",
-            "10s",
         ];
+        // Test-sized defaults, unless `extra` sets the flag itself.
+        let defaults = [
+            ("--gap-grace", "500ms"),
+            ("--quiet-grace", "1s"),
+            ("--reconnect-min", "50ms"),
+            ("--reconnect-max", "1s"),
+            ("--shutdown-deadline", "10s"),
+        ];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
         args.extend_from_slice(extra);
         let cli = Cli::try_parse_from(args).unwrap();
         Settings::from_args(&cli.run).unwrap()
