@@ -35,6 +35,13 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     let symbols = g.validate()?;
+    // A backfill's bounds are checked before any I/O (the library checks them again).
+    if let Command::Backfill {
+        from, to, max_days, ..
+    } = &cli.command
+    {
+        batch::backfill::check_range(*from, *to, *max_days)?;
+    }
     let target = GcpTarget {
         project: g.project.clone().unwrap_or_default(),
         pubsub_endpoint: None,
