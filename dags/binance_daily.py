@@ -5,7 +5,7 @@ plus reconciliation:
 
 1. ``scd``        ``batch symbols``: exchangeInfo into ``dwh.symbols`` and the type-2 history in
                   ``scd.symbols_history`` (a change closes one version and opens one; no change
-                  writes nothing). One symbol at a time: they MERGE into the same table.
+                  writes nothing). One at a time across runs: they MERGE into the same table.
 2. ``klines``     ``batch klines --date D``: the day's 1-minute klines into
                   ``dwh.klines_<symbol>``, replacing that day (a rerun changes nothing).
 3. ``reconcile``  ``batch reconcile --date D``: trade ids missing from ``market.trades`` fetched
@@ -13,23 +13,36 @@ plus reconciliation:
 4. ``check``      ``batch check --date D``: 1440 contiguous, sane klines and exactly the day's
                   trade ids in ``market.trades``; fails the run, naming symbol, date and problem.
 
-Runs after each UTC midnight for the day that ended (``data_interval_start``); ``catchup`` lets a
-range be backfilled by clearing or creating runs; every step is idempotent, so a retry or a rerun
-of any day is safe.
+Runs after each UTC midnight for the day that ended (``data_interval_start``), from
+``PIPELINE_START_DATE`` on: the first day the DAG loads (the go-live day, Terraform's
+``go_live_date``), ``YYYY-MM-DD``, required (a missing or malformed value fails the DAG's import
+with a message naming the variable). ``catchup=True`` is bounded by that start date: a deploy
+queues one run per day from the start date to yesterday and none before it, and days missed
+while the scheduler was down are run when it comes back (``catchup=False`` would skip them
+silently). So a first deploy on the go-live day queues nothing. Days before the start date are
+never scheduled; load them explicitly with ``batch backfill --from D1 --to D2 [--trades]``,
+which is bounded (``--max-days``) and has a REST weight budget of its own
+(``--max-weight-per-minute``). Every step is idempotent, so a retry or a rerun of any day is safe.
+
+At most two runs at a time (``max_active_runs=2``), and the SCD step runs one task instance at a
+time across all runs and symbols (``max_active_tis_per_dag=1``): every ``scd`` MERGEs into the
+same ``scd.symbols_history`` table.
 
 Where the steps run: in Cloud Composer, as the ``batch`` Cloud Run job
 (``CloudRunExecuteJobOperator`` with per-task argument overrides). Locally and in tests, the very
 same DAG runs the ``batch`` binary directly when ``BATCH_LOCAL_BINARY`` names it (the binary then
 reads ``GCP_PROJECT``, ``BIGQUERY_ENDPOINT``, ``BINANCE_REST_URL``... from the environment).
 
-Environment (set by Composer, see terraform/composer.tf): ``BATCH_JOB_NAME``, ``BATCH_JOB_REGION``,
-``BQ_MARKET_DATASET``, ``BQ_DWH_DATASET``, ``BQ_SCD_DATASET``, ``SYMBOLS``; ``GCP_PROJECT`` is set
-by Composer itself. Valid on Airflow 2 (Composer 3's default) and Airflow 3.
+Environment (set by Composer, see terraform/composer.tf): ``PIPELINE_START_DATE`` (required),
+``BATCH_JOB_NAME``, ``BATCH_JOB_REGION``, ``BQ_MARKET_DATASET``, ``BQ_DWH_DATASET``,
+``BQ_SCD_DATASET``, ``SYMBOLS``; ``GCP_PROJECT`` is set by Composer itself. Valid on Airflow 2
+(Composer 3's default) and Airflow 3.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from datetime import datetime, timedelta, timezone
 
@@ -60,6 +73,31 @@ DATASETS = {
     "BQ_DWH_DATASET": os.environ.get("BQ_DWH_DATASET", "dwh"),
     "BQ_SCD_DATASET": os.environ.get("BQ_SCD_DATASET", "scd"),
 }
+
+# The first UTC day the DAG loads. Required: a default would be a date someone forgot to change,
+# and a start date long before go-live makes the first deploy queue one heavy run per day since.
+START_DATE_VAR = "PIPELINE_START_DATE"
+
+
+def start_date_from(environ) -> datetime:
+    """The DAG's start_date from ``environ[PIPELINE_START_DATE]`` (``YYYY-MM-DD``, a UTC midnight);
+    raises ValueError naming the variable when it is missing or not a calendar day."""
+    raw = (environ.get(START_DATE_VAR) or "").strip()
+    if not raw:
+        raise ValueError(
+            f"{START_DATE_VAR} is not set: it must name the first UTC day the DAG loads, as YYYY-MM-DD "
+            "(Terraform sets it in Composer from var.go_live_date; earlier days: `batch backfill`)"
+        )
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        raise ValueError(f"{START_DATE_VAR}={raw!r} is not a day written YYYY-MM-DD (e.g. 2026-03-10)")
+    try:
+        day = datetime.strptime(raw, "%Y-%m-%d")
+    except ValueError as e:
+        raise ValueError(f"{START_DATE_VAR}={raw!r} is not a calendar day: {e}") from None
+    return day.replace(tzinfo=timezone.utc)
+
+
+START_DATE = start_date_from(os.environ)
 
 # The UTC day that ended: the data interval is [D 00:00, D+1 00:00) on both Airflow 2 and 3
 # (an explicit CronDataIntervalTimetable: Airflow 3's default cron timetable has no interval).
@@ -145,7 +183,8 @@ with DAG(
     description="Daily Binance batch: symbol SCD, 1m klines, trade reconciliation, checks",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    # Bounded catchup: runs from START_DATE to yesterday, none before it (see the docstring).
+    start_date=START_DATE,
     catchup=True,
     max_active_runs=2,
     dagrun_timeout=timedelta(hours=4),
@@ -163,8 +202,9 @@ with DAG(
     def per_symbol(symbol):
         """plan -> scd -> klines -> reconcile -> check for one symbol."""
         p = plan(symbol)
-        # One symbol at a time: every symbol MERGEs into scd.symbols_history.
-        s = make_step("scd", p["scd"], max_active_tis_per_dagrun=1)
+        # One at a time across every run and symbol: each MERGEs into scd.symbols_history, and
+        # max_active_tis_per_dagrun would let two runs (max_active_runs=2) MERGE at once.
+        s = make_step("scd", p["scd"], max_active_tis_per_dag=1)
         k = make_step("klines", p["klines"])
         r = make_step("reconcile", p["reconcile"])
         # A failed check is a data problem, not a transient one: one retry only.

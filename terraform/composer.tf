@@ -20,6 +20,8 @@ resource "google_composer_environment" "pipeline" {
         BQ_DWH_DATASET    = google_bigquery_dataset.dwh.dataset_id
         BQ_SCD_DATASET    = google_bigquery_dataset.scd.dataset_id
         SYMBOLS           = join(",", var.symbols)
+        # The DAG's start_date: no run is scheduled for a day before it (dags/binance_daily.py).
+        PIPELINE_START_DATE = var.go_live_date
       }
     }
 

@@ -312,11 +312,12 @@ resource "google_cloud_run_v2_job" "batch" {
         }
       }
 
-      # Egress to Binance through the VPC so it leaves from the NAT's addresses, like the producer.
+      # Egress to Binance through the VPC, from the batch subnetwork, so it leaves from the batch
+      # NAT's own address (network.tf): the batch never spends the producer's REST weight.
       vpc_access {
         network_interfaces {
           network    = google_compute_network.pipeline.id
-          subnetwork = google_compute_subnetwork.pipeline.id
+          subnetwork = google_compute_subnetwork.batch.id
         }
         egress = "ALL_TRAFFIC"
       }

@@ -79,3 +79,11 @@ output "service_accounts" {
     composer = google_service_account.composer.email
   }
 }
+
+output "egress_addresses" {
+  description = "Static addresses Binance sees: the producer's and the batch job's (each has its own REST weight budget; name them in an API-key allow-list)."
+  value = {
+    producer = google_compute_address.producer_egress.address
+    batch    = google_compute_address.batch_egress.address
+  }
+}

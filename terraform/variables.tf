@@ -388,3 +388,26 @@ variable "composer_web_server_allowed_ip_ranges" {
     error_message = "composer_web_server_allowed_ip_ranges must hold CIDR ranges such as 203.0.113.0/24 or 2001:db8::/32."
   }
 }
+
+# --- First deploy (issue 14)
+
+variable "go_live_date" {
+  description = "First UTC day (YYYY-MM-DD) the daily DAG loads, normally the day the producer goes live; it becomes the DAG's start_date (PIPELINE_START_DATE). Airflow schedules no run for an earlier day: load days before it explicitly with `batch backfill` (terraform/README.md, \"The DAG\")."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", var.go_live_date)) && can(formatdate("YYYY-MM-DD", "${var.go_live_date}T00:00:00Z"))
+    error_message = "go_live_date must be a real calendar day written YYYY-MM-DD, e.g. 2026-03-10."
+  }
+}
+
+variable "batch_subnet_cidr" {
+  description = "Primary IPv4 range of the batch job's subnetwork (Direct VPC egress takes the job's addresses from it; Cloud Run asks for /26 or larger). Must not overlap subnet_cidr."
+  type        = string
+  default     = "10.42.1.0/26"
+
+  validation {
+    condition     = can(cidrhost(var.batch_subnet_cidr, 0)) && tonumber(split("/", var.batch_subnet_cidr)[1]) <= 26
+    error_message = "batch_subnet_cidr must be an IPv4 CIDR block of /26 or larger (Cloud Run Direct VPC egress)."
+  }
+}

@@ -3,6 +3,9 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::backfill::{
+    DEFAULT_MAX_DAYS, DEFAULT_MAX_WEIGHT_PER_MINUTE, MAX_WEIGHT_PER_MINUTE, MIN_WEIGHT_PER_MINUTE,
+};
 use crate::day::{Day, DayError, parse_instant_us};
 use crate::klines::Interval;
 
@@ -21,7 +24,10 @@ pub const DEFAULT_SYMBOLS: &str = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT";
         1-minute klines from Binance's REST API into dwh.klines_<symbol>, replacing that day (a \
         rerun changes nothing); `check` fails unless the day is complete and sane and market.trades \
         holds exactly the day's trade ids; `reconcile` fetches the trade ids missing from \
-        market.trades and appends them. `backfill` loads klines for a range of days, resumably.\n\n\
+        market.trades and appends them. `backfill` loads klines (and with --trades, the missing \
+        trade ids) for a bounded range of days, resumably, within a REST weight budget of its \
+        own: the explicit way to load days the DAG does not schedule, those before its start \
+        date (PIPELINE_START_DATE).\n\n\
         Every flag can also be set by the environment variable shown. Against the local emulators, \
         set BIGQUERY_ENDPOINT and BIGQUERY_GRPC_ENDPOINT (anonymous credentials are then used); \
         without them, Application Default Credentials and Google Cloud.\n\n\
@@ -138,16 +144,47 @@ pub enum Command {
         #[arg(long, value_parser = parse_day)]
         date: Day,
     },
-    /// Load klines for every day from --from to --to (both included). Resumable: days already
-    /// complete in the warehouse are skipped unless --force.
+    /// Load klines, and with --trades the trade ids missing from market.trades, for every day
+    /// from --from to --to (both included): the explicit way to load days the DAG does not
+    /// schedule (those before its start date, PIPELINE_START_DATE / Terraform's go_live_date).
+    ///
+    /// Bounded: more than --max-days days (31) is refused unless --max-days says more. Gentle:
+    /// the backfill spends at most --max-weight-per-minute of Binance's REST weight per minute
+    /// (counting its own requests, and Binance's X-MBX-USED-WEIGHT-1M for its IP when that is
+    /// higher), and prints the weight it used each minute. Resumable: days whose klines are
+    /// complete are skipped unless --force, and only trade ids still missing are fetched, so
+    /// rerunning the same command continues where it stopped.
+    ///
+    /// Cost: klines are 2 requests of weight 2 per symbol-day; trades are weight 25 per 1000
+    /// (historicalTrades): a BTCUSDT day (~3 M trades) is ~75,000 weight, about 50 minutes at
+    /// the default 1500 per minute. In Google Cloud, run it as an execution of the batch job
+    /// (it leaves from the batch's own NAT address, not the producer's):
+    /// gcloud run jobs execute binance-batch --region REGION --task-timeout 6h --wait
+    /// --args=backfill,--from,2026-02-01,--to,2026-02-07,--trades
+    #[command(verbatim_doc_comment)]
     Backfill {
         /// First UTC day.
         #[arg(long, value_parser = parse_day)]
         from: Day,
-        /// Last UTC day (included).
+        /// Last UTC day (included); it must have ended.
         #[arg(long, value_parser = parse_day)]
         to: Day,
-        /// Reload days that are already complete.
+        /// Also fetch each day's trade ids missing from market.trades over historicalTrades and
+        /// append them with source = batch (what `reconcile` does for one day).
+        #[arg(long)]
+        trades: bool,
+        /// Refuse a range of more days than this; raise it to mean a longer range.
+        #[arg(long, default_value_t = DEFAULT_MAX_DAYS, value_parser = clap::value_parser!(u32).range(1..=3660))]
+        max_days: u32,
+        /// Most REST request weight spent per minute (Binance allows 6000 per minute per IP; the
+        /// default leaves most of the minute to anything else on the same address).
+        #[arg(
+            long,
+            default_value_t = DEFAULT_MAX_WEIGHT_PER_MINUTE,
+            value_parser = clap::value_parser!(u32).range(i64::from(MIN_WEIGHT_PER_MINUTE)..=i64::from(MAX_WEIGHT_PER_MINUTE))
+        )]
+        max_weight_per_minute: u32,
+        /// Reload klines of days that are already complete.
         #[arg(long)]
         force: bool,
     },
@@ -267,6 +304,72 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn backfill_is_bounded_and_has_its_own_budget() {
+        let cli = Cli::try_parse_from([
+            "batch",
+            "backfill",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-31",
+        ])
+        .unwrap();
+        let Command::Backfill {
+            trades,
+            max_days,
+            max_weight_per_minute,
+            force,
+            ..
+        } = cli.command
+        else {
+            panic!("not backfill");
+        };
+        assert_eq!(
+            (trades, max_days, max_weight_per_minute, force),
+            (false, 31, 1500, false)
+        );
+        let cli = Cli::try_parse_from([
+            "batch",
+            "backfill",
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-12-31",
+            "--trades",
+            "--max-days",
+            "365",
+            "--max-weight-per-minute",
+            "600",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Backfill {
+                trades: true,
+                max_days: 365,
+                max_weight_per_minute: 600,
+                ..
+            }
+        ));
+        // A budget above what the daily commands allow themselves, or too small for one
+        // historicalTrades page pair, is refused by name.
+        for bad in ["5401", "6000", "49", "0"] {
+            let e = Cli::try_parse_from([
+                "batch",
+                "backfill",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-01-02",
+                "--max-weight-per-minute",
+                bad,
+            ])
+            .unwrap_err();
+            assert!(e.to_string().contains("--max-weight-per-minute"), "{e}");
+        }
     }
 
     #[test]

@@ -14,9 +14,11 @@
 //! - [`sql`]: every statement (MERGEs and queries), built from validated values.
 //! - [`stage`]: klines as proto rows for the Storage Write API (staging table).
 //! - [`cli`]: the command line and its validation.
+//! - [`backfill`]: the bounds and the weight budget of `batch backfill`, its weight per minute.
 //!
 //! I/O: [`run`] (the commands; REST through `binance::RestClient`, one weight budget), [`progress`].
 
+pub mod backfill;
 pub mod cli;
 pub mod day;
 pub mod decimal;

@@ -35,15 +35,29 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = &cli.global;
     let symbols = g.validate()?;
+    // A backfill's bounds are checked before any I/O (the library checks them again).
+    if let Command::Backfill {
+        from, to, max_days, ..
+    } = &cli.command
+    {
+        batch::backfill::check_range(*from, *to, *max_days)?;
+    }
     let target = GcpTarget {
         project: g.project.clone().unwrap_or_default(),
         pubsub_endpoint: None,
         bigquery_endpoint: g.bigquery_endpoint.clone(),
         bigquery_grpc_endpoint: g.bigquery_grpc_endpoint.clone(),
     };
-    let rest = RestClient::new(RestConfig {
-        base_url: g.binance_rest_url.clone(),
-        ..RestConfig::default()
+    // A backfill runs within its own, lower weight budget; every other command within the IP's.
+    let rest = RestClient::new(match &cli.command {
+        Command::Backfill {
+            max_weight_per_minute,
+            ..
+        } => batch::backfill::rest_config(g.binance_rest_url.clone(), *max_weight_per_minute),
+        _ => RestConfig {
+            base_url: g.binance_rest_url.clone(),
+            ..RestConfig::default()
+        },
     })?;
     serve_metrics(g.metrics_addr, rest.clone()).await;
     let batch = Batch {
@@ -110,26 +124,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("reconcile {date}: {unfilled} trade ids could not be filled");
             }
         }
-        Command::Backfill { from, to, force } => {
+        Command::Backfill {
+            from,
+            to,
+            trades,
+            max_days,
+            max_weight_per_minute: _,
+            force,
+        } => {
             let progress = batch::progress::for_stderr();
             let started = std::time::Instant::now();
+            let request = batch::run::BackfillRequest {
+                first: from,
+                last: to,
+                interval: batch::klines::Interval::MINUTE,
+                trades,
+                force,
+                max_days,
+            };
             let b = batch
-                .backfill(
-                    from,
-                    to,
-                    batch::klines::Interval::MINUTE,
-                    force,
-                    now,
-                    progress.as_ref(),
-                )
+                .backfill(&request, now, progress.as_ref())
                 .await
                 .context("backfill (rerun the same command to resume)")?;
+            let w = batch::backfill::summarize(&b.weight);
             println!(
-                "backfill {from}..={to}: {} symbol-days loaded, {} already complete, in {:.1} s",
+                "backfill {from}..={to}: {} symbol-days of klines loaded, {} already complete, in {:.1} s",
                 b.loaded,
                 b.skipped,
                 started.elapsed().as_secs_f64()
             );
+            if trades {
+                let unfilled: u64 = b.trades_unfilled.iter().map(|(_, _, r)| r.len()).sum();
+                println!(
+                    "backfill trades: {} ids missing, {} filled, {unfilled} not available from Binance",
+                    b.trades_missing, b.trades_filled
+                );
+            }
+            println!(
+                "backfill weight: at most {} of {} per minute over {} minute(s), {} in total \
+                 (Binance's X-MBX-USED-WEIGHT-1M up to {})",
+                w.max_sent, b.budget, w.minutes, w.total_sent, w.max_header
+            );
+            if !b.trades_unfilled.is_empty() {
+                anyhow::bail!(
+                    "backfill: trade ids Binance did not return: {:?}",
+                    b.trades_unfilled
+                );
+            }
         }
     }
     Ok(())

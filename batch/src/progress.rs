@@ -11,6 +11,8 @@ pub trait Progress: Sync {
     fn step(&self, what: &str);
     /// All done.
     fn finish(&self);
+    /// A line about the REST weight used (one per minute in `batch backfill`).
+    fn weight(&self, line: &str);
 }
 
 /// The right reporter for stderr: a bar on a terminal, lines otherwise.
@@ -45,6 +47,9 @@ impl Progress for Bar {
     fn finish(&self) {
         self.0.finish();
     }
+    fn weight(&self, line: &str) {
+        self.0.println(line);
+    }
 }
 
 /// One line per unit on stderr: `progress 12/120 BTCUSDT 2026-01-03 1440 rows`.
@@ -68,6 +73,9 @@ impl Progress for Lines {
         let s = self.state.lock().expect("progress lock");
         eprintln!("progress done {}/{}", s.0, s.1);
     }
+    fn weight(&self, line: &str) {
+        eprintln!("{line}");
+    }
 }
 
 /// Reports nothing (tests, library callers).
@@ -77,4 +85,5 @@ impl Progress for Silent {
     fn start(&self, _: u64, _: u64) {}
     fn step(&self, _: &str) {}
     fn finish(&self) {}
+    fn weight(&self, _: &str) {}
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use batch::day::Day;
 use batch::klines::Interval;
 use batch::progress::Silent;
-use batch::run::Batch;
+use batch::run::{BackfillRequest, Batch};
 use binance::rest::BanPolicy;
 use binance::{IdRange, RestClient, RestConfig, TimeUnit};
 use binance_sim::{Sim, SimConfig, SimHandle, SymbolUpdate};
@@ -517,10 +517,8 @@ async fn backfill_of_30_days_by_4_symbols_resumes_and_never_earns_a_429() {
         .await
         .unwrap();
     let started = Instant::now();
-    let done = batch
-        .backfill(first, last, Interval::MINUTE, false, now_us(), &Silent)
-        .await
-        .unwrap();
+    let request = klines_only(first, last);
+    let done = batch.backfill(&request, now_us(), &Silent).await.unwrap();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "backfill 30 days x 4 symbols: {} loaded, {} skipped in {secs:.1} s",
@@ -538,10 +536,167 @@ async fn backfill_of_30_days_by_4_symbols_resumes_and_never_earns_a_429() {
         .await;
         assert_eq!(n, 30 * 1440, "{s}");
     }
-    let again = batch
-        .backfill(first, last, Interval::MINUTE, false, now_us(), &Silent)
+    let again = batch.backfill(&request, now_us(), &Silent).await.unwrap();
+    assert_eq!((again.loaded, again.skipped), (0, 120));
+    sim.shutdown().await;
+}
+
+fn klines_only(first: Day, last: Day) -> BackfillRequest {
+    BackfillRequest {
+        first,
+        last,
+        interval: Interval::MINUTE,
+        trades: false,
+        force: false,
+        max_days: batch::backfill::DEFAULT_MAX_DAYS,
+    }
+}
+
+/// Weight lines as the backfill prints them (one per minute), kept for the test to read.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<String>>);
+
+impl batch::progress::Progress for Recorded {
+    fn start(&self, _: u64, _: u64) {}
+    fn step(&self, _: &str) {}
+    fn finish(&self) {}
+    fn weight(&self, line: &str) {
+        eprintln!("{line}");
+        self.0.lock().unwrap().push(line.to_owned());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trades_backfill_keeps_to_its_own_weight_budget_every_minute_and_resumes() {
+    let _serial = SERIAL.lock().await;
+    const BUDGET: u32 = 100;
+    // The simulator refuses anything over BUDGET + one historicalTrades request per window (its
+    // windows start when it does, ours on the minute: the header floor lets at most one request
+    // through in the overlap), and bans at the first refusal, so a single 429 fails the backfill.
+    let mut config = sim_config();
+    config.weight_limit = BUDGET + 25;
+    config.ban_after_429s = 0;
+    let sim = Sim::start(config, "127.0.0.1:0").await.unwrap();
+    let mut batch = batch_for(
+        &sim,
+        &["STXUSDT"],
+        batch::backfill::rest_config(String::new(), BUDGET),
+    )
+    .await;
+    // One day at a time: the weight of one request in flight at a minute boundary, not four.
+    batch.concurrency = 1;
+    let last = yesterday();
+    let first = last.prev();
+    let request = BackfillRequest {
+        trades: true,
+        ..klines_only(first, last)
+    };
+    // Two days of trades: ~2,600 a day, 3 historicalTrades pages (75) + klines (4) + aggTrades
+    // (4) each, ~166 in all: more than one minute's budget, and more than the simulator allows.
+    let started = Instant::now();
+    let recorded = Recorded::default();
+    let done = batch.backfill(&request, now_us(), &recorded).await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let w = batch::backfill::summarize(&done.weight);
+    eprintln!(
+        "trades backfill of 2 days: {} ids filled in {secs:.1} s; weight per minute {:?} \
+         (sent, X-MBX-USED-WEIGHT-1M) against a budget of {BUDGET}; max {} sent, {} in total",
+        done.trades_filled,
+        done.weight
+            .iter()
+            .map(|m| (m.sent, m.header))
+            .collect::<Vec<_>>(),
+        w.max_sent,
+        w.total_sent
+    );
+    assert_eq!(done.budget, BUDGET);
+    assert!(
+        done.weight.iter().all(|m| m.sent <= BUDGET),
+        "{:?}",
+        done.weight
+    );
+    assert!(
+        w.minutes >= 2 && w.total_sent > u64::from(BUDGET),
+        "the work needs more than one minute's budget: {:?}",
+        done.weight
+    );
+    assert!(
+        w.max_header <= BUDGET + 25,
+        "Binance's count: {:?}",
+        done.weight
+    );
+    // One line per minute, each naming the budget.
+    let lines = recorded.0.lock().unwrap().clone();
+    assert_eq!(lines.len(), done.weight.len(), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(&format!("sent of {BUDGET} per minute"))),
+        "{lines:?}"
+    );
+    // Every trade of both days is now in market.trades, and the check passes.
+    let sym = sim.tape().index_of("STXUSDT").unwrap();
+    let tape = sim.tape().count_before(sym, last.end_ms() * 1000)
+        - sim.tape().count_before(sym, first.start_ms() * 1000);
+    assert_eq!(
+        (done.trades_missing, done.trades_filled),
+        (tape, tape),
+        "{done:?}"
+    );
+    assert!(done.trades_unfilled.is_empty());
+    assert_eq!((done.loaded, done.skipped), (2, 0));
+    for day in [first, last] {
+        let ok = batch
+            .check(day, Interval::MINUTE, false, now_us())
+            .await
+            .unwrap();
+        assert!(ok.problems.is_empty(), "{day}: {:?}", ok.problems);
+    }
+    // Resumed: nothing is missing any more, so nothing is fetched but the day's first id.
+    let again = batch.backfill(&request, now_us(), &Silent).await.unwrap();
+    assert_eq!(
+        (again.loaded, again.skipped, again.trades_filled),
+        (0, 2, 0)
+    );
+    assert!(
+        batch::backfill::summarize(&again.weight).total_sent <= 2 * 4,
+        "{:?}",
+        again.weight
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_longer_than_max_days_is_refused_before_any_request() {
+    let _serial = SERIAL.lock().await;
+    let sim = Sim::start(sim_config(), "127.0.0.1:0").await.unwrap();
+    let batch = batch_for(&sim, &["BTCUSDT"], RestConfig::default()).await;
+    let last = yesterday();
+    let first = Day::containing_ms(last.start_ms() - 31 * 86_400_000);
+    let err = batch
+        .backfill(&klines_only(first, last), now_us(), &Silent)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("32 days, more than --max-days 31"),
+        "{err:#}"
+    );
+    assert_eq!(
+        batch.rest.weight_windows(),
+        (None, None),
+        "no request was sent"
+    );
+    let ok = batch
+        .backfill(
+            &BackfillRequest {
+                max_days: 32,
+                ..klines_only(last, last)
+            },
+            now_us(),
+            &Silent,
+        )
         .await
         .unwrap();
-    assert_eq!((again.loaded, again.skipped), (0, 120));
+    assert_eq!(ok.loaded, 1);
     sim.shutdown().await;
 }

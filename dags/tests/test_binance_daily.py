@@ -5,6 +5,7 @@ bqemulator with the real batch binary (BATCH_LOCAL_BINARY switches only where th
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -20,14 +21,20 @@ import pytest
 from conftest import DAGS, ROOT
 
 DAG_FILE = DAGS / "binance_daily.py"
+COMPOSER_TF = ROOT / "terraform" / "composer.tf"
 STEPS = ["scd", "klines", "reconcile", "check"]
 ALL = ["plan", *STEPS]
+# Any fixed go-live day for the tests that do not care which.
+START = "2026-03-10"
 
 
-def load_dag(env: dict[str, str], monkeypatch):
-    """Imports dags/binance_daily.py afresh under `env` (the DAG reads env vars at parse time)."""
-    for key in ("BATCH_LOCAL_BINARY", "SYMBOLS", "BQ_MARKET_DATASET", "BQ_DWH_DATASET", "BQ_SCD_DATASET"):
+def load_dag(env: dict[str, str], monkeypatch, start: str | None = START):
+    """Imports dags/binance_daily.py afresh under `env` (the DAG reads env vars at parse time);
+    PIPELINE_START_DATE is `start` unless `env` names it."""
+    for key in ("BATCH_LOCAL_BINARY", "SYMBOLS", "BQ_MARKET_DATASET", "BQ_DWH_DATASET", "BQ_SCD_DATASET", "PIPELINE_START_DATE"):
         monkeypatch.delenv(key, raising=False)
+    if start is not None:
+        monkeypatch.setenv("PIPELINE_START_DATE", start)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     name = f"binance_daily_{secrets.token_hex(4)}"
@@ -38,12 +45,102 @@ def load_dag(env: dict[str, str], monkeypatch):
     return module.dag
 
 
-def test_the_dags_folder_imports_without_errors():
+def test_the_dags_folder_imports_without_errors(monkeypatch):
     from airflow.models import DagBag
 
+    monkeypatch.setenv("PIPELINE_START_DATE", START)
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
     assert list(bag.dags) == ["binance_daily"]
+
+
+@pytest.mark.parametrize(
+    "value,why",
+    [(None, "is not set"), ("", "is not set"), ("2026-3-1", "YYYY-MM-DD"), ("2026-02-30", "not a calendar day")],
+)
+def test_a_missing_or_malformed_start_date_fails_the_import_naming_the_variable(monkeypatch, value, why):
+    from airflow.models import DagBag
+
+    monkeypatch.delenv("PIPELINE_START_DATE", raising=False)
+    if value is not None:
+        monkeypatch.setenv("PIPELINE_START_DATE", value)
+    bag = DagBag(dag_folder=str(DAGS))
+    assert list(bag.dags) == []
+    errors = list(bag.import_errors.values())
+    assert len(errors) == 1, bag.import_errors
+    assert "PIPELINE_START_DATE" in errors[0] and why in errors[0], errors[0]
+
+
+# ---- what the scheduler creates: Airflow's own next_dagrun_info on the serialized DAG ----
+
+def serialized(dag):
+    """The DAG as the scheduler sees it (it schedules from the serialized form, not the file)."""
+    try:  # Airflow 3
+        from airflow.serialization.serialized_objects import DagSerialization
+
+        return DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    except ImportError:  # Airflow 2
+        from airflow.serialization.serialized_objects import SerializedDAG
+
+        return SerializedDAG.from_dict(SerializedDAG.to_dict(dag))
+
+
+def scheduled_until(dag, now: datetime) -> list[datetime]:
+    """The data-interval starts of every run the scheduler creates by `now` on a fresh deploy:
+    the scheduler's own loop, the next run computed from the last automated one (Airflow 3
+    passes the DagRunInfo, Airflow 2 the data interval), created once its run_after has passed."""
+    s = serialized(dag)
+    starts, last = [], None
+    while True:
+        if "last_automated_run_info" in inspect.signature(s.next_dagrun_info).parameters:
+            info = s.next_dagrun_info(last_automated_run_info=last)  # Airflow 3
+            last = info
+        else:
+            info = s.next_dagrun_info(last.data_interval if last else None)  # Airflow 2
+            last = info
+        if info is None or info.run_after > now:
+            return starts
+        starts.append(info.data_interval.start)
+        assert len(starts) < 1000, "runaway schedule"
+
+
+def midnight(days_ago: int) -> datetime:
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days_ago)
+
+
+def test_a_first_deploy_on_the_go_live_day_queues_no_run_and_the_first_run_is_that_day(monkeypatch):
+    today = midnight(0)
+    dag = load_dag({}, monkeypatch, start=today.strftime("%Y-%m-%d"))
+    now = datetime.now(timezone.utc)
+    assert scheduled_until(dag, now) == []
+    # The next run, after tonight's midnight, loads the go-live day itself.
+    assert scheduled_until(dag, today + timedelta(days=1, minutes=1)) == [today]
+
+
+def test_no_run_is_ever_scheduled_before_the_start_date_and_missed_days_are_caught_up(monkeypatch):
+    start = midnight(3)
+    dag = load_dag({}, monkeypatch, start=start.strftime("%Y-%m-%d"))
+    runs = scheduled_until(dag, datetime.now(timezone.utc))
+    # Catchup bounded by the start date: the three days since it, each once, none before it
+    # (catchup=False would give only the last one; the old fixed 2026-01-01 gave ~335).
+    assert runs == [start, start + timedelta(days=1), start + timedelta(days=2)], runs
+    assert dag.catchup is True
+
+
+def test_the_scd_step_runs_one_task_instance_at_a_time_across_runs(monkeypatch):
+    dag = load_dag({"SYMBOLS": "BTCUSDT,ARBUSDT"}, monkeypatch)
+    for d in (dag, serialized(dag)):  # what the file says and what the scheduler reads
+        scd = d.task_dict["symbol.scd"]
+        assert scd.max_active_tis_per_dag == 1
+        assert scd.max_active_tis_per_dagrun is None
+    assert dag.max_active_runs == 2
+
+
+def test_composer_sets_the_start_date_from_terraform_go_live_date():
+    env = re.search(r"env_variables\s*=\s*\{(.*?)\n\s*\}", COMPOSER_TF.read_text(), re.S)
+    assert env, "no env_variables in terraform/composer.tf"
+    assert re.search(r"^\s*PIPELINE_START_DATE\s*=\s*var\.go_live_date\s*$", env.group(1), re.M), env.group(1)
 
 
 def test_task_graph_per_symbol_in_the_original_order(monkeypatch):
@@ -62,7 +159,7 @@ def test_task_graph_per_symbol_in_the_original_order(monkeypatch):
     klines = dag.task_dict["symbol.klines"]
     assert klines.retries == 3 and klines.retry_exponential_backoff
     assert klines.execution_timeout == timedelta(minutes=25)
-    assert dag.task_dict["symbol.scd"].max_active_tis_per_dagrun == 1
+    assert dag.task_dict["symbol.scd"].max_active_tis_per_dag == 1
 
 
 def test_in_composer_each_step_is_the_cloud_run_job_with_its_arguments(monkeypatch):
@@ -94,6 +191,9 @@ def test_the_dag_reads_no_env_var_composer_does_not_set():
     required = set(re.findall(r"os\.environ\[\s*['\"](\w+)['\"]\s*\]", text))
     required |= set(re.findall(r"os\.(?:environ\.get|getenv)\(\s*['\"](\w+)['\"]\s*\)", text))
     assert required == set(), "every env read has a default, so a missing one never breaks parsing"
+    # ... except the start date, which must be given; Composer gets it from Terraform.
+    assert re.search(r'START_DATE_VAR = "PIPELINE_START_DATE"', text)
+    assert "PIPELINE_START_DATE" in COMPOSER_TF.read_text()
 
 
 # ---- end to end: dag.test() against the simulator and bqemulator ----
@@ -159,6 +259,8 @@ def test_a_day_runs_end_to_end_then_a_broken_day_fails_at_the_check(stack, airfl
         "BQ_SCD_DATASET": f"scd_{suffix}",
         "LOG_FORMAT": "text",
         "METRICS_ADDR": "127.0.0.1:0",
+        # The two days run here are after the go-live day (a run before it is never scheduled).
+        "PIPELINE_START_DATE": midnight(10).strftime("%Y-%m-%d"),
     }
     subprocess.run([stack["batch"], "setup"], env={**os.environ, **env}, check=True)
     dag = load_dag(env, monkeypatch)

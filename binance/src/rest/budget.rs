@@ -56,6 +56,18 @@ pub mod weights {
     }
 }
 
+/// What one weight window counted, for reporting (e.g. `batch backfill`'s weight per minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowUse {
+    /// Start of the window, Unix milliseconds (a multiple of [`WINDOW_MS`]).
+    pub start_ms: i64,
+    /// Weight of the requests this budget let through in the window.
+    pub sent: u32,
+    /// The highest `X-MBX-USED-WEIGHT-1M` read in the window (0 if none): Binance's count for
+    /// the whole IP, other clients included.
+    pub header: u32,
+}
+
 /// The weight budget of one IP. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct WeightBudget {
@@ -71,6 +83,12 @@ pub struct WeightBudget {
     blocked_until_ms: i64,
     /// The last `X-MBX-USED-WEIGHT-1M` read, for metrics.
     last_header: Option<u32>,
+    /// Weight this budget let through in the current window (`used` without the header floor).
+    sent: u32,
+    /// The highest header read in the current window.
+    header_max: u32,
+    /// The last window that ended before the current one, if any counted something.
+    closed: Option<WindowUse>,
 }
 
 impl Default for WeightBudget {
@@ -89,6 +107,9 @@ impl WeightBudget {
             used: 0,
             blocked_until_ms: i64::MIN,
             last_header: None,
+            sent: 0,
+            header_max: 0,
+            closed: None,
         }
     }
 
@@ -100,8 +121,13 @@ impl WeightBudget {
     fn roll(&mut self, now_ms: i64) {
         let w = now_ms.div_euclid(WINDOW_MS);
         if w != self.window {
+            if let Some(current) = self.current_window() {
+                self.closed = Some(current);
+            }
             self.window = w;
             self.used = 0;
+            self.sent = 0;
+            self.header_max = 0;
         }
     }
 
@@ -124,6 +150,7 @@ impl WeightBudget {
     pub fn record_request(&mut self, weight: u32, now_ms: i64) {
         self.roll(now_ms);
         self.used = self.used.saturating_add(weight);
+        self.sent = self.sent.saturating_add(weight);
     }
 
     /// Reserves `weight` at `now_ms` if it fits (and counts it); otherwise says how long to wait.
@@ -141,6 +168,7 @@ impl WeightBudget {
     pub fn observe_used_weight(&mut self, used: u32, now_ms: i64) {
         self.roll(now_ms);
         self.used = self.used.max(used);
+        self.header_max = self.header_max.max(used);
         self.last_header = Some(used);
     }
 
@@ -158,6 +186,22 @@ impl WeightBudget {
     /// The last `X-MBX-USED-WEIGHT-1M` value seen.
     pub fn last_header(&self) -> Option<u32> {
         self.last_header
+    }
+
+    /// The window last counted in (the current one, or the latest if none has begun since);
+    /// `None` before the first request.
+    pub fn current_window(&self) -> Option<WindowUse> {
+        (self.window != i64::MIN).then(|| WindowUse {
+            start_ms: self.window * WINDOW_MS,
+            sent: self.sent,
+            header: self.header_max,
+        })
+    }
+
+    /// The window counted in before [`Self::current_window`]; `None` until one has ended. A
+    /// reader sampling both more often than once a window sees every window exactly.
+    pub fn closed_window(&self) -> Option<WindowUse> {
+        self.closed
     }
 }
 
@@ -216,6 +260,38 @@ mod tests {
         let mut b = WeightBudget::new(100, 10);
         assert_eq!(b.try_acquire(500, T0), Ok(()));
         assert!(b.try_acquire(1, T0 + 1).is_err());
+    }
+
+    #[test]
+    fn each_window_reports_what_it_sent_and_the_highest_header_apart() {
+        let mut b = WeightBudget::new(100, 0);
+        assert_eq!((b.current_window(), b.closed_window()), (None, None));
+        b.record_request(25, T0 + 1_000);
+        b.observe_used_weight(40, T0 + 1_100); // another client on the IP
+        b.record_request(4, T0 + 2_000);
+        b.observe_used_weight(30, T0 + 2_100); // an older response: not the highest
+        let first = WindowUse {
+            start_ms: T0,
+            sent: 29,
+            header: 40,
+        };
+        assert_eq!(b.current_window(), Some(first));
+        assert_eq!(
+            b.used(),
+            44,
+            "what the budget counts still takes the header as a floor (40), then ours on top"
+        );
+        // A request in a later window closes the first; quiet windows in between do not count.
+        b.record_request(2, T0 + 3 * WINDOW_MS + 5);
+        assert_eq!(b.closed_window(), Some(first));
+        assert_eq!(
+            b.current_window(),
+            Some(WindowUse {
+                start_ms: T0 + 3 * WINDOW_MS,
+                sent: 2,
+                header: 0,
+            })
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::de::DeserializeOwned;
 use trade_proto::{Source, Trade};
 
-use super::budget::{DEFAULT_SAFETY_MARGIN, REQUEST_WEIGHT_LIMIT_1M, WeightBudget, weights};
+use super::budget::{
+    DEFAULT_SAFETY_MARGIN, REQUEST_WEIGHT_LIMIT_1M, WeightBudget, WindowUse, weights,
+};
 use super::classify::{Outcome, classify, used_weight};
 use crate::continuity::IdRange;
 use crate::parse::{ParseError, TimeUnit, parse_rest_trade};
@@ -225,6 +227,13 @@ impl RestClient {
     /// The weight the budget counts in the current window (ours and the header's).
     pub fn budget_used(&self) -> u32 {
         self.budget.lock().expect("budget lock").used()
+    }
+
+    /// The weight windows the budget counted: (the one before, the latest). Sampled more often
+    /// than once a minute, they give every minute's weight exactly.
+    pub fn weight_windows(&self) -> (Option<WindowUse>, Option<WindowUse>) {
+        let b = self.budget.lock().expect("budget lock");
+        (b.closed_window(), b.current_window())
     }
 
     /// The configuration in use.

@@ -13,6 +13,6 @@ pub mod budget;
 pub mod classify;
 pub mod client;
 
-pub use budget::{WeightBudget, weights};
+pub use budget::{WeightBudget, WindowUse, weights};
 pub use classify::{Outcome, classify};
 pub use client::{BanPolicy, RestClient, RestConfig, RestError};
