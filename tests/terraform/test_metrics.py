@@ -121,9 +121,11 @@ def test_the_collector_writes_to_managed_prometheus_as_its_own_unit(name, tf, cl
 
 
 def test_the_vm_accounts_may_write_metrics(tf):
-    assert "roles/monitoring.metricWriter" in tf.locals["telemetry_roles"]
-    pairs = tf.locals["telemetry_bindings"]
-    assert '"producer", "consumer"' in str(pairs), pairs
+    bindings = tf.locals["telemetry_bindings"].values()
+    for name in VMS:
+        assert {"component": name, "role": "roles/monitoring.metricWriter"} in bindings, (
+            f"the {name} VM's collector needs roles/monitoring.metricWriter: {list(bindings)}"
+        )
     for name in VMS:
         vm = tf.resource(VMS[name], name)
         assert block(vm, "service_account")["email"] == f"${{google_service_account.{name}.email}}"
