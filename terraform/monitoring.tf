@@ -216,7 +216,7 @@ resource "google_monitoring_alert_policy" "gap_ids_outstanding" {
   }
 
   documentation {
-    content   = "The producer knows trade ids it has not published and has not filled them over REST for ${var.gap_ids_outstanding_alert_minutes} minutes (the symbol is in the alert's labels). Usually Binance throttles or refuses historicalTrades: check the producer log (journalctl -u producer, or Cloud Logging) for 429/418/451 and the Cloud NAT addresses. The ids are not lost yet: the producer keeps trying until it gives up and writes a gap record (the gap-record alert), and the daily reconciliation checks the day again."
+    content   = "The producer knows trade ids it has not published and has not filled them over REST for ${var.gap_ids_outstanding_alert_minutes} minutes (the symbol is in the alert's labels). Usually Binance throttles or refuses historicalTrades: check the producer log (journalctl -u producer, or Cloud Logging) for 429/418/451 and the Cloud NAT addresses. The ids are not lost: passing REST trouble (429, 5xx, a long 418, a proxy's page) keeps them open and the producer asks again, backing off up to 10 minutes (producer_backfill_retries_total by reason says why); only a refusal that cannot change (451, another 4xx) becomes a gap record (the gap-record alert), and the daily reconciliation checks the day again."
     mime_type = "text/markdown"
   }
 }
@@ -292,6 +292,81 @@ resource "google_monitoring_alert_policy" "consumer_not_acking" {
 
   documentation {
     content   = "A consumer instance (the instance label names the VM) received trades for ${var.consumer_stall_minutes} minutes and appended none to market.trades_raw, so it acked none: Pub/Sub redelivers them and the backlog grows. Check its log (Cloud Logging, the instance's consumer container) for AppendRows errors and consumer_append_retries_total: BigQuery permissions, quota, a schema mismatch. The group's autohealer replaces it only if /healthz fails; to replace it by hand: gcloud compute instance-groups managed recreate-instances binance-consumer --region REGION --instances NAME. Nothing is lost while the subscription retains the messages (7 days)."
+    mime_type = "text/markdown"
+  }
+}
+
+# Producer cannot publish: Pub/Sub has acknowledged nothing for 30 s while messages are
+# outstanding (frozen, unreachable, or refusing). Memory stays bounded; Binance drops what the
+# producer cannot read, and the producer backfills it once Pub/Sub answers.
+resource "google_monitoring_alert_policy" "producer_not_publishing" {
+  display_name          = "binance-pipeline: producer cannot publish to Pub/Sub for ${var.producer_silence_minutes} min"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "producer_publishing below 1"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        max(producer_publishing) < 1
+      EOT
+      duration                  = "${var.producer_silence_minutes * 60}s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "The producer has messages outstanding and Pub/Sub acknowledged none of them for ${var.producer_silence_minutes} minutes (its /healthz answers 503 \"not publishing\"). Check the Pub/Sub status page, the producer's log (journalctl -u producer: publish errors, permission denied on the topic), Private Google Access on the subnet. Memory is bounded: the producer stops reading from Binance, which then drops what it cannot send; those ids become gaps that the producer backfills over REST once Pub/Sub answers (or the next run, from its state file). Nothing to do about the data; fix Pub/Sub access."
+    mime_type = "text/markdown"
+  }
+}
+
+# Hostile or corrupted input: stream trades quarantined because their id is implausible.
+resource "google_monitoring_alert_policy" "producer_quarantined_trades" {
+  display_name          = "binance-pipeline: producer quarantined implausible trade ids"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "increase of producer_quarantined_trades_total, by symbol"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        sum by (symbol) (increase(producer_quarantined_trades_total[10m])) > 0
+      EOT
+      duration                  = "60s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "The producer refused stream trades whose id is far beyond anything Binance can have traded since the last id it accounted for (more than 10,000,000 ids plus 100,000 per second); they were not published. One or two are a corrupted frame; a steady stream means Binance's ids jumped for real (a reset, a migration) or something is answering in Binance's place (check the websocket host, BINANCE_WS_URL, DNS). The producer log line 'implausible trade id quarantined' has the ids. Until this is understood, the symbol's trades after the jump are not published."
+    mime_type = "text/markdown"
+  }
+}
+
+# The producer's resume point cannot be saved: a restart would start from an older point (more
+# backfill) or, if the file is gone, at the exchange's latest id.
+resource "google_monitoring_alert_policy" "producer_state_file_failing" {
+  display_name          = "binance-pipeline: producer cannot write its resume point"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "producer_state_file_ok below 1"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        max(producer_state_file_ok) < 1
+      EOT
+      duration                  = "900s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "For 15 minutes the producer could not write /var/lib/binance-pipeline/producer/resume.json on the VM (disk full or read-only; producer_state_write_failures_total counts the failures). Trades still flow. A restart now would resume from the last point written (more backfill, nothing lost) or at the exchange's latest id if none was ever written, leaving the downtime to the daily reconciliation. On the VM: df -h /var/lib/binance-pipeline, dmesg for a read-only remount, journalctl -u producer. A state file set aside at start (producer_state_file_set_aside_total) is explained in producer/README.md."
     mime_type = "text/markdown"
   }
 }
