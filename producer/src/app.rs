@@ -51,8 +51,8 @@ use crate::rotation::OverlapConfig;
 use crate::supervisor::{Command, ConnId, Supervisor, SupervisorConfig};
 use crate::watchdog::WatchdogConfig;
 
-/// Capacity of the connection-to-hub channel (frames).
-const EVENT_CHANNEL: usize = 16_384;
+/// Capacity of the connection-to-hub channel (frames): a short buffer, the queue is the real one.
+const EVENT_CHANNEL: usize = 4_096;
 /// How often the hub checks rotation, the watchdog and due backfills.
 const TICK: Duration = Duration::from_millis(200);
 /// Backfill chunks requested and not answered at most: the rest of a gap is cut later.

@@ -207,7 +207,7 @@ pub struct PublisherConfig {
 impl Default for PublisherConfig {
     fn default() -> Self {
         Self {
-            max_in_flight: 20_000,
+            max_in_flight: 5_000,
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
             stuck_after: Duration::from_secs(30),

@@ -22,6 +22,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod procs;
+
 /// Project id used for every emulator.
 pub const PROJECT: &str = "local-project";
 

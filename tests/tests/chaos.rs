@@ -11,17 +11,19 @@
 //! the hidden `--unsafe-ack-on-receipt`) and kills it: the same check must find the loss. So the
 //! check is shown to fail when a guarantee is broken.
 //!
-//! `CHAOS_SECS` (default 100) sets how long faults are injected.
+//! `CHAOS_SECS` (default 100) sets how long faults are injected and `CHAOS_RATE_MULTIPLIER`
+//! (default 1, ~43 trades/s) the simulator's rate: `scripts/soak` runs ~13 minutes at x30
+//! (~1,300 trades/s, over 1,000,000 trades). The producer's and consumer's resident memory is
+//! sampled throughout; its peak is printed and must stay within `CHAOS_MAX_RSS_MIB` (default
+//! 256 MiB) for each process.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gcp::GcpTarget;
 use gcp::bigquery::sql::Warehouse;
+use pipeline_tests::procs::{Proc, start_sim};
 use pipeline_tests::{
     BigQueryEmulator, PROJECT, PubsubEmulator, free_port, normalise_decimal, producer_start_ids,
     shared, unique_name,
@@ -29,132 +31,6 @@ use pipeline_tests::{
 use serde_json::{Value, json};
 
 const SYMBOLS: [&str; 4] = ["BTCUSDT", "AAVEUSDT", "STXUSDT", "ARBUSDT"];
-
-/// Where cargo put the workspace's binaries (this test is target/debug/deps/chaos-*).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn log_dir() -> PathBuf {
-    let dir = bin_dir().parent().unwrap().join("chaos-logs");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A child process in its own process group, killed when dropped.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, args: &[String]) -> Self {
-        let bin = bin_dir().join(name);
-        assert!(
-            bin.exists(),
-            "{} is not built: run `cargo build --workspace` first",
-            bin.display()
-        );
-        let log = log_dir().join(format!("{}-{}.log", unique_name(name), free_port()));
-        let out = File::create(&log).unwrap();
-        let child = Command::new(&bin)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        Self {
-            name: name.to_owned(),
-            child,
-            log,
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on a pid we own; no memory is involved.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-    }
-
-    /// SIGTERM, then the exit status (SIGKILL after `grace`).
-    fn stop(&mut self, grace: Duration) -> std::process::ExitStatus {
-        self.signal(libc::SIGTERM);
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if start.elapsed() > grace {
-                self.signal(libc::SIGKILL);
-                let status = self.child.wait().unwrap();
-                panic!(
-                    "{} ignored SIGTERM for {grace:?} ({status}); log: {}",
-                    self.name,
-                    self.log.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Panics with the log's tail if the process has exited.
-    fn assert_alive(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("{} exited {status}:\n{}", self.name, self.tail());
-        }
-    }
-
-    fn kill(&mut self) {
-        self.signal(libc::SIGKILL);
-        let _ = self.child.wait();
-    }
-
-    fn tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            self.kill();
-        }
-    }
-}
-
-/// The simulator, started as a process; its address read from the line it prints on stdout.
-fn start_sim(extra: &[&str]) -> (Proc, String) {
-    let mut args = vec![
-        "--port".to_owned(),
-        "0".to_owned(),
-        "--log-format=text".to_owned(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let proc = Proc::spawn("binance-sim", &args);
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(&proc.log).unwrap_or_default();
-        if let Some(addr) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("binance-sim listening on "))
-        {
-            return (proc, addr.trim().to_owned());
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "binance-sim did not start: {}",
-            proc.tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The resource names of one run.
 struct Names {
@@ -513,6 +389,48 @@ fn close_reasons(truth: &Value) -> BTreeMap<String, usize> {
     out
 }
 
+/// Peak resident memory (KiB) per process name, sampled every second from /proc while the
+/// test runs; processes are added as they start (a replaced consumer keeps its name).
+#[derive(Clone, Default)]
+struct RssPeaks(std::sync::Arc<std::sync::Mutex<(Vec<(String, u32)>, BTreeMap<String, u64>)>>);
+
+impl RssPeaks {
+    fn watch(&self, p: &Proc) {
+        self.0
+            .lock()
+            .unwrap()
+            .0
+            .push((p.name.clone(), p.child.id()));
+    }
+
+    fn start(&self) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut g = me.0.lock().unwrap();
+                let (procs, peaks) = &mut *g;
+                for (name, pid) in procs.iter() {
+                    let kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                        .ok()
+                        .and_then(|s| {
+                            s.lines()
+                                .find_map(|l| l.strip_prefix("VmRSS:"))
+                                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                        })
+                        .unwrap_or(0);
+                    let peak = peaks.entry(name.clone()).or_insert(0);
+                    *peak = (*peak).max(kib);
+                }
+            }
+        });
+    }
+
+    fn peaks(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap().1.clone()
+    }
+}
+
 async fn sleep_until(start: Instant, at_secs: f64) {
     tokio::time::sleep_until((start + Duration::from_secs_f64(at_secs)).into()).await;
 }
@@ -529,6 +447,13 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
         .unwrap();
     let bq_pid = bq.pid().expect("this test's own bqemulator") as i32;
     let n = Names::new();
+    let rate = std::env::var("CHAOS_RATE_MULTIPLIER").unwrap_or_else(|_| "1".into());
+    let max_rss_mib: u64 = std::env::var("CHAOS_MAX_RSS_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
+    let rss = RssPeaks::default();
+    rss.start();
     let (mut sim_proc, sim_addr) = start_sim(&[
         "--max-connection-age-secs",
         "25",
@@ -538,13 +463,17 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
         "0.01",
         "--drop-random-every-secs",
         "17",
+        "--rate-multiplier",
+        &rate,
     ]);
     let sim = SimApi::new(&sim_addr);
     let mut consumer = Proc::spawn("consumer", &consumer_args(&pubsub, &bq, &n, &[]));
+    rss.watch(&consumer);
     // The consumer creates the subscriptions before the producer publishes anything.
     tokio::time::sleep(Duration::from_secs(3)).await;
     consumer.assert_alive();
     let mut producer = Proc::spawn("producer", &producer_args(&pubsub, &sim_addr, &n));
+    rss.watch(&producer);
     let start = Instant::now();
 
     // A timeline of faults, scaled to `secs` (100 by default).
@@ -563,6 +492,7 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
     consumer.kill();
     at(50.0).await;
     consumer = Proc::spawn("consumer", &consumer_args(&pubsub, &bq, &n, &[]));
+    rss.watch(&consumer);
     at(55.0).await;
     sim.faults(json!({"weight_limit": 0})).await;
     producer.assert_alive();
@@ -580,11 +510,15 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
 
     eprintln!("chaos: producer stopped after {:?}", start.elapsed());
     let w = Warehouse::connect(&warehouse_target(&bq)).await.unwrap();
-    wait_until_complete(&w, &n.market, &due, Duration::from_secs(150)).await;
+    // The consumer catches up at the emulator's pull rate (~1,900 messages/s).
+    let due_total: i64 = due.values().map(|(a, b)| b - a + 1).sum();
+    let wait = Duration::from_secs(150 + (due_total / 1_000) as u64);
+    wait_until_complete(&w, &n.market, &due, wait).await;
     eprintln!(
         "chaos: view complete (or waited enough) after {:?}",
         start.elapsed()
     );
+    let peaks = rss.peaks();
     let status = consumer.stop(Duration::from_secs(30));
     assert!(
         status.success(),
@@ -620,12 +554,11 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
 
     match check(&w, &n.market, &sim, &due).await {
         Ok(rows) => {
-            let due_total: i64 = due.values().map(|(a, b)| b - a + 1).sum();
             assert!(rows as i64 >= due_total);
             eprintln!(
                 "chaos: {rows} trades landed, every due id once with exact values, \
                  {backfilled} of them backfilled; {connections} connections ended by {closes:?}; \
-                 trades missed on the wire: malformed {}, stall {}",
+                 trades missed on the wire: malformed {}, stall {}; peak RSS KiB {peaks:?}",
                 missed_by(&truth, "malformed"),
                 missed_by(&truth, "stall"),
             );
@@ -647,6 +580,12 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
         .get::<i64>("n")
         .unwrap();
     assert_eq!(gaps, 0, "every gap was fillable, yet gap records landed");
+    for (name, kib) in &peaks {
+        assert!(
+            *kib <= max_rss_mib * 1024,
+            "{name} peaked at {kib} KiB, above CHAOS_MAX_RSS_MIB={max_rss_mib}"
+        );
+    }
     sim_proc.stop(Duration::from_secs(10));
 }
 
