@@ -392,7 +392,10 @@ fn close_reasons(truth: &Value) -> BTreeMap<String, usize> {
 /// Peak resident memory (KiB) per process name, sampled every second from /proc while the
 /// test runs; processes are added as they start (a replaced consumer keeps its name).
 #[derive(Clone, Default)]
-struct RssPeaks(std::sync::Arc<std::sync::Mutex<(Vec<(String, u32)>, BTreeMap<String, u64>)>>);
+struct RssPeaks(std::sync::Arc<std::sync::Mutex<Watched>>);
+
+/// The processes watched (name, pid) and the peak seen per name.
+type Watched = (Vec<(String, u32)>, BTreeMap<String, u64>);
 
 impl RssPeaks {
     fn watch(&self, p: &Proc) {
