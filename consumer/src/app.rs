@@ -4,30 +4,39 @@
 //!
 //! Shutdown: when `shutdown` is cancelled (SIGTERM/Ctrl-C in `main`), both pipelines stop
 //! pulling, write what they hold within `--shutdown-deadline`, ack what landed, nack the rest,
-//! and `run` returns `Ok`. A fatal BigQuery refusal in one pipeline stops the other and makes
-//! `run` return the error (exit code 1).
+//! and `run` returns `Ok`. Nothing else stops them: a BigQuery refusal (schema drift, missing
+//! table, no permission) puts a pipeline in outage mode, where it holds its rows, reports 503 on
+//! `/healthz` and retries until the fix lands (see [`crate::pipeline`]). A restart would only
+//! meet the same refusal, so the process stays up.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dead_letter::PubsubDeadLetter;
 use crate::metrics::{self, Metrics};
-use crate::pipeline::{Backoff, Gaps, Pipeline, PipelineError, Settings, Trades};
+use crate::pipeline::{Backoff, Gaps, Pipeline, Settings, Trades};
 use crate::sink::BigQuerySink;
 use crate::source::{AckOnReceipt, PubsubSource, PullSettings};
 
 /// One pipeline's run, boxed so that the trade pipeline's source type may vary.
-type RunFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), PipelineError>> + Send>>;
+type RunFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Extra time past the shutdown deadline before `run` gives up waiting for its tasks.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
 
-/// Pipeline settings for one subscription.
+/// Pipeline settings for one subscription. `--pull-silence` applies to the trade subscription
+/// only: gap records are rare, so silence on theirs means nothing.
 pub fn pipeline_settings(config: &Config, subscription: &str) -> Settings {
+    let pull_silence = if subscription == config.trade_subscription {
+        config.pull_silence
+    } else {
+        Duration::ZERO
+    };
     Settings {
         subscription: subscription.to_owned(),
         limits: config.limits(),
@@ -35,6 +44,8 @@ pub fn pipeline_settings(config: &Config, subscription: &str) -> Settings {
         append_timeout: config.append_timeout,
         shutdown_deadline: config.shutdown_deadline,
         backoff: Backoff::default(),
+        refused_backoff: Backoff::refused(config.refused_retry_max),
+        pull_silence,
     }
 }
 
@@ -85,7 +96,8 @@ pub async fn create_missing(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the consumer until `shutdown` is cancelled (Ok) or a pipeline fails fatally (Err).
+/// Runs the consumer until `shutdown` is cancelled (Ok); Err only for a start-up failure or a
+/// pipeline that did not stop in time.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     run_with_metrics(config, shutdown, metrics).await
@@ -98,6 +110,7 @@ pub async fn run_with_metrics(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    metrics.set_stuck_after(config.stuck_after);
     let target = config.target();
     if config.create_missing {
         create_missing(&config).await.context("--create-missing")?;
@@ -105,7 +118,7 @@ pub async fn run_with_metrics(
     let listener = metrics::bind(config.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on --metrics-addr {}", config.metrics_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics");
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /livez and /metrics");
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(metrics::serve(
         listener,
@@ -127,7 +140,7 @@ pub async fn run_with_metrics(
         .await
         .context("Pub/Sub subscriber")?;
 
-    // Either pipeline failing stops both; the signal stops both.
+    // The signal stops both; a panicking pipeline stops the other.
     let stop = shutdown.child_token();
     let trade_source = PubsubSource::new(
         subscriber.clone(),
@@ -169,14 +182,12 @@ pub async fn run_with_metrics(
         metrics.clone(),
     );
     tracing::info!(trades = %config.trade_subscription, gaps = %config.gap_subscription, dataset = %config.market_dataset, "consuming");
-    let spawn = |fut: RunFuture| {
+    let spawn = |fut: RunFuture| -> JoinHandle<()> {
         let stop = stop.clone();
         tokio::spawn(async move {
-            let result = fut.await;
-            if result.is_err() {
-                stop.cancel();
-            }
-            result
+            // Cancels on every way out, a panic included.
+            let _stop_the_other = stop.drop_guard();
+            fut.await;
         })
     };
     let trades = spawn(trades);
@@ -195,7 +206,7 @@ pub async fn run_with_metrics(
     server_stop.cancel();
     let _ = server.await;
     for result in [results.0, results.1] {
-        result.context("pipeline task panicked")??;
+        result.context("pipeline task panicked")?;
     }
     Ok(())
 }

@@ -16,9 +16,14 @@ pub use logging::Format as LogFormat;
 ///
 /// Every message is acknowledged only after BigQuery acknowledged its row. Rows are appended
 /// at-least-once to `<dataset>.trades_raw`; users query the `<dataset>.trades` view, which keeps
-/// exactly one row per (symbol, trade_id). Undecodable or invalid messages go to the dead-letter
-/// topic with a `reason` attribute. SIGTERM stops pulling, flushes the open batch, acks what
-/// landed and exits 0 within --shutdown-deadline.
+/// exactly one row per (symbol, trade_id). Undecodable or invalid messages, and rows BigQuery
+/// names in row errors, go to the dead-letter topic with a `reason` attribute. An append BigQuery
+/// refuses as a whole (a dropped or retyped column, a missing table, no permission) blames no
+/// row: the consumer holds the rows, acks nothing, turns /healthz 503 and retries until the fix
+/// lands (it does not exit). SIGTERM stops pulling, flushes the open batch, acks what landed and
+/// exits 0 within --shutdown-deadline.
+///
+/// `consumer replay --help`: republish dead letters to the trade or gap topic.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "consumer", version = build_info::VERSION, about, long_about)]
 pub struct Config {
@@ -117,6 +122,23 @@ pub struct Config {
     #[arg(long, env = "DEDUP_WINDOW", default_value_t = 200_000)]
     pub dedup_window: usize,
 
+    /// /healthz turns 503 when held rows have waited this long for an append that lands
+    /// (transient failures: BigQuery down, timeouts). A refusal turns it 503 at once.
+    #[arg(long, env = "STUCK_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub stuck_after: Duration,
+
+    /// Longest wait between retries of an append BigQuery refused as a whole (outage mode:
+    /// schema drift, missing table or dataset, permission denied); retries start at 1 s.
+    #[arg(long, env = "REFUSED_RETRY_MAX", default_value = "60s", value_parser = parse_duration)]
+    pub refused_retry_max: Duration,
+
+    /// Reopen the trade subscription's streaming pull after this long without a message (BTCUSDT
+    /// alone averages ~35 trades/s, so a silent minute means something is broken); silent again
+    /// after the reopen, /healthz and /livez turn 503 until a message arrives. 0 turns it off.
+    /// Never applied to the gap subscription (gap records are rare).
+    #[arg(long, env = "PULL_SILENCE", default_value = "60s", value_parser = parse_duration)]
+    pub pull_silence: Duration,
+
     /// On SIGTERM, flush and ack within this long, then exit (keep it below the platform's
     /// grace period: Cloud Run and `docker stop` give 10 s).
     #[arg(long, env = "SHUTDOWN_DEADLINE", default_value = "8s", value_parser = parse_duration)]
@@ -197,6 +219,9 @@ impl Config {
         if self.shutdown_deadline.is_zero() {
             return Err(bad("--shutdown-deadline", "must be more than 0"));
         }
+        if self.refused_retry_max.is_zero() {
+            return Err(bad("--refused-retry-max", "must be more than 0"));
+        }
         Ok(())
     }
 
@@ -220,9 +245,12 @@ impl Config {
     }
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h` (an integer and a unit).
+/// Parses `250ms`, `5s`, `2m`, `1h` (an integer and a unit), or a bare `0`.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let s = raw.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
     let split = s
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("duration {raw:?} has no unit (use ms, s, m or h)"))?;
@@ -252,6 +280,7 @@ mod tests {
     #[case::seconds("5s", Duration::from_secs(5))]
     #[case::minutes("2m", Duration::from_secs(120))]
     #[case::hours("1h", Duration::from_secs(3600))]
+    #[case::zero("0", Duration::ZERO)]
     fn durations_parse(#[case] raw: &str, #[case] want: Duration) {
         assert_eq!(parse_duration(raw), Ok(want));
     }
@@ -280,6 +309,9 @@ mod tests {
         assert_eq!(c.market_dataset, "market");
         assert_eq!(c.metrics_addr.to_string(), "0.0.0.0:9101");
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.pull_silence, Duration::from_secs(60));
+        assert_eq!(c.refused_retry_max, Duration::from_secs(60));
+        assert_eq!(c.stuck_after, Duration::from_secs(60));
         c.validate().unwrap();
     }
 
@@ -289,6 +321,7 @@ mod tests {
     #[case::flow_below_batch(&["--max-outstanding-messages", "10"], "--max-outstanding-messages")]
     #[case::short_lease(&["--lease-extension", "5s"], "--lease-extension")]
     #[case::half_emulator(&["--bigquery-endpoint", "http://x"], "--bigquery-endpoint")]
+    #[case::no_refused_wait(&["--refused-retry-max", "0"], "--refused-retry-max")]
     fn invalid_settings_are_named(#[case] args: &[&str], #[case] setting: &str) {
         let err = parse(args).validate().unwrap_err();
         assert!(err.to_string().contains(setting), "{err}");

@@ -3,8 +3,11 @@
 //! behaviour is the same in the cloud, where Terraform also sets the policy as a backstop).
 //!
 //! A letter keeps the original payload and attributes, and adds `reason` (a stable code),
-//! `reason_detail`, `subscription` and `original_message_id`. If the publish fails the message is
-//! nacked, not acked: it comes back and is dead-lettered on a later attempt.
+//! `reason_detail`, `subscription` and `original_message_id` (and `original_ordering_key`). An
+//! original attribute of one of these names (gap records carry their own `reason`) is kept as
+//! `original_attribute_<name>`, so `consumer replay` can restore the message exactly. If the
+//! publish fails the message is nacked, not acked: it comes back and is dead-lettered on a later
+//! attempt.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,8 +33,20 @@ pub struct Letter {
     pub ordering_key: String,
 }
 
+/// The attribute names a letter adds (besides `original_ordering_key`, added on publish).
+pub const LETTER_ATTRIBUTES: [&str; 4] = [
+    "reason",
+    "reason_detail",
+    "subscription",
+    "original_message_id",
+];
+
+/// Prefix under which an original attribute of one of the [`LETTER_ATTRIBUTES`] names is kept.
+pub const CLASHING_ATTRIBUTE_PREFIX: &str = "original_attribute_";
+
 /// The attributes of a letter: the originals, then `reason`, `reason_detail`, `subscription`,
-/// `original_message_id` (ours win on a name clash).
+/// `original_message_id`; an original of one of these names moves to
+/// `original_attribute_<name>`.
 pub fn letter_attributes(
     original: &HashMap<String, String>,
     poison: &Poison,
@@ -39,6 +54,11 @@ pub fn letter_attributes(
     message_id: &str,
 ) -> HashMap<String, String> {
     let mut out = original.clone();
+    for name in LETTER_ATTRIBUTES {
+        if let Some(value) = out.remove(name) {
+            out.insert(format!("{CLASHING_ATTRIBUTE_PREFIX}{name}"), value);
+        }
+    }
     out.insert("reason".into(), poison.reason.code().into());
     out.insert(
         "reason_detail".into(),
@@ -130,6 +150,19 @@ mod tests {
         assert_eq!(attrs["reason_detail"], "field \"price\": \"1e5\"");
         assert_eq!(attrs["subscription"], "subs");
         assert_eq!(attrs["original_message_id"], "m-1");
+    }
+
+    #[test]
+    fn an_original_attribute_of_a_letter_name_is_kept_aside() {
+        let original: HashMap<String, String> = [
+            ("symbol".to_owned(), "STXUSDT".to_owned()),
+            ("reason".to_owned(), "ids_unavailable".to_owned()),
+        ]
+        .into();
+        let poison = Poison::new(Reason::Undecodable, "x");
+        let attrs = letter_attributes(&original, &poison, "gaps-sub", "m-2");
+        assert_eq!(attrs["reason"], "undecodable");
+        assert_eq!(attrs["original_attribute_reason"], "ids_unavailable");
     }
 
     #[test]

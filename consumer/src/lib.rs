@@ -11,6 +11,7 @@
 //! - [`pipeline`]: the run loop with named states; the delivery guarantee.
 //! - [`metrics`]: Prometheus metrics, `/healthz` and `/metrics`.
 //! - [`app`]: wiring the real clients from a [`config::Config`]; `--create-missing` set-up.
+//! - [`replay`]: `consumer replay`, dead letters back to their topic once the cause is fixed.
 //!
 //! Guarantee: nothing is acked before BigQuery acknowledged its row; `market.trades_raw` is
 //! at-least-once; the `market.trades` view (`QUALIFY ROW_NUMBER() OVER (PARTITION BY symbol,
@@ -25,5 +26,6 @@ pub mod decode;
 pub mod dedup;
 pub mod metrics;
 pub mod pipeline;
+pub mod replay;
 pub mod sink;
 pub mod source;

@@ -1,8 +1,10 @@
-//! `consumer`: parses the configuration, sets up logging and signals, and runs [`consumer::app`].
+//! `consumer`: parses the configuration, sets up logging and signals, and runs [`consumer::app`];
+//! `consumer replay ...` runs [`consumer::replay`] instead.
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use consumer::config::Config;
+use consumer::replay::ReplayArgs;
 use tokio_util::sync::CancellationToken;
 
 /// Cancels `token` on SIGTERM or Ctrl-C.
@@ -21,10 +23,22 @@ fn on_signal(token: CancellationToken) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    // One subcommand, so the consumer's own flags stay at the top level (and in its --help).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "replay") {
+        let args = ReplayArgs::parse_from(std::env::args_os().skip(1));
+        logging::init(args.log_format, "consumer-replay");
+        on_signal(shutdown.clone())?;
+        let summary = consumer::replay::run(&args, shutdown).await?;
+        print!("{summary}");
+        if summary.failed() > 0 {
+            bail!("{} republish(es) failed", summary.failed());
+        }
+        return Ok(());
+    }
     let config = Config::parse();
     logging::init(config.log_format, "consumer");
     config.validate()?;
-    let shutdown = CancellationToken::new();
     on_signal(shutdown.clone())?;
     consumer::app::run(config, shutdown).await
 }

@@ -5,8 +5,19 @@
 //!   after the append holding its row returned `Ok`, (b) as a duplicate of a key that already
 //!   landed, or that lands in the same append, or (c) after the dead-letter topic stored it.
 //! - Transient append failures are retried with exponential backoff for as long as it takes
-//!   (the client keeps extending the leases meanwhile, up to `max_lease`). Rows BigQuery refuses
-//!   are dead-lettered with the reason and the rest of the batch is appended again.
+//!   (the client keeps extending the leases meanwhile, up to `max_lease`). Rows BigQuery names in
+//!   row errors are dead-lettered with the reason and the rest of the batch is appended again.
+//! - **Outage mode**: a request BigQuery refuses as a whole (schema drift, table or dataset
+//!   missing, permission denied), or row errors whose indices match no row of the request, blame
+//!   no row. The rows are held, nothing is acked or dead-lettered, the backlog stays in Pub/Sub
+//!   (flow control stops deliveries), `/healthz` turns 503, each refusal is logged at ERROR with
+//!   the server's reason and counted, and the append is retried with a backoff capped at
+//!   `--refused-retry-max` (60 s) until it lands; then everything goes on by itself. The process
+//!   never exits for it: a restart would hit the same refusal.
+//! - **Pull silence**: with `pull_silence` set, a subscription that delivers nothing for that
+//!   long has its streaming pull reopened (counted, logged); silent again after the reopen, it
+//!   turns `/healthz` (and `/livez`) 503 until a message arrives. Time spent appending does not
+//!   count as silence (nothing is pulled meanwhile).
 //! - On shutdown the loop stops pulling, appends what it holds within the deadline, acks what
 //!   landed and nacks the rest, so everything pulled is either in BigQuery or redelivered.
 //! - Appends are at-least-once (a retry after an unknown outcome, a crash between append and
@@ -93,7 +104,7 @@ impl RowKind for Gaps {
     }
 }
 
-/// Exponential backoff with jitter for transient append failures.
+/// Exponential backoff with jitter for failed appends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// First delay.
@@ -113,6 +124,15 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// For appends refused as a whole: 1 s doubling to `max` (`--refused-retry-max`, 60 s by
+    /// default), so a fixed table is noticed within a minute without hammering BigQuery.
+    pub fn refused(max: Duration) -> Self {
+        Self {
+            initial: Duration::from_secs(1).min(max),
+            max,
+        }
+    }
+
     /// The delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`, capped,
     /// then scaled by `jitter` in `[0.5, 1.0]` so replicas do not retry in step.
     pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
@@ -136,23 +156,12 @@ pub struct Settings {
     pub append_timeout: Duration,
     /// Time from the shutdown signal to giving up on appends.
     pub shutdown_deadline: Duration,
-    /// Retry delays.
+    /// Retry delays of transient failures.
     pub backoff: Backoff,
-}
-
-/// The pipeline could not go on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PipelineError {
-    /// BigQuery refuses every row for a configuration reason (table missing, permission). All
-    /// held messages were nacked. Fix the configuration and restart.
-    #[error("BigQuery refuses the {table} appends: {reason}")]
-    Fatal {
-        /// The table.
-        table: &'static str,
-        /// The server's reason.
-        reason: String,
-    },
+    /// Retry delays of appends refused as a whole (outage mode).
+    pub refused_backoff: Backoff,
+    /// Reopen the streaming pull after this long without a message; zero: never.
+    pub pull_silence: Duration,
 }
 
 /// A row waiting for BigQuery, with what is needed to ack or dead-letter it.
@@ -171,7 +180,7 @@ struct Item<K, A> {
 pub enum State {
     /// Pulling messages and writing full batches.
     Pulling,
-    /// The stream broke: flush, reopen, pull again.
+    /// The stream broke, or stayed silent: flush, reopen, pull again.
     Reconnecting(String),
     /// Shutdown asked: write what is held within the deadline, settle everything, stop.
     Draining,
@@ -181,6 +190,7 @@ pub enum State {
 enum Event<A> {
     Message(Received<A>),
     PullError(String),
+    Silent,
     BatchDue,
     Shutdown,
 }
@@ -199,6 +209,10 @@ pub struct Pipeline<K: RowKind, Src: MessageSource, S, D> {
     pending: HashMap<K::Key, Vec<Src::Ack>>,
     /// Set when shutdown was asked: appends stop being retried after it.
     deadline: Option<Instant>,
+    /// When a message last arrived, or pulling last resumed (the pull silence clock).
+    last_activity: Instant,
+    /// Silences in a row (reopens without a message since).
+    silences: u32,
 }
 
 impl<K, Src, S, D> Pipeline<K, Src, S, D>
@@ -221,6 +235,8 @@ where
             window: Window::new(settings.dedup_window),
             pending: HashMap::new(),
             deadline: None,
+            last_activity: Instant::now(),
+            silences: 0,
             settings,
             source,
             sink,
@@ -229,22 +245,24 @@ where
         }
     }
 
-    /// Runs until `shutdown` is cancelled and everything held is settled (Ok), or BigQuery
-    /// refuses the table (Err, after nacking everything held).
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), PipelineError> {
+    /// Runs until `shutdown` is cancelled and everything held is settled. Nothing else stops
+    /// it: BigQuery refusals and outages are waited out (see the module doc).
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut state = State::Pulling;
         loop {
             state = match state {
-                State::Pulling => self.pull(&shutdown).await?,
+                State::Pulling => self.pull(&shutdown).await,
                 State::Reconnecting(reason) => {
-                    tracing::warn!(table = K::TABLE.as_str(), error = %reason, "streaming pull broke; reconnecting");
-                    self.write_all(&shutdown).await?;
+                    tracing::warn!(table = K::TABLE.as_str(), reason = %reason, "reopening the streaming pull");
+                    self.write_all(&shutdown).await;
                     self.source.reconnect().await;
                     let pause = self.settings.backoff.initial;
-                    tokio::select! {
+                    let next = tokio::select! {
                         _ = tokio::time::sleep(pause) => State::Pulling,
                         _ = shutdown.cancelled() => State::Draining,
-                    }
+                    };
+                    self.last_activity = Instant::now();
+                    next
                 }
                 State::Draining => {
                     return self.drain(&shutdown).await;
@@ -255,10 +273,13 @@ where
 
     async fn next_event(&mut self, shutdown: &CancellationToken) -> Event<Src::Ack> {
         let due = self.batcher.deadline();
+        let silence = self.settings.pull_silence;
+        let silent_at = (!silence.is_zero()).then(|| self.last_activity + silence);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => Event::Shutdown,
             _ = sleep_until_opt(due) => Event::BatchDue,
+            _ = sleep_until_opt(silent_at) => Event::Silent,
             next = self.source.next() => match next {
                 Ok(m) => Event::Message(m),
                 Err(e) => Event::PullError(e),
@@ -266,19 +287,53 @@ where
         }
     }
 
-    async fn pull(&mut self, shutdown: &CancellationToken) -> Result<State, PipelineError> {
+    async fn pull(&mut self, shutdown: &CancellationToken) -> State {
         match self.next_event(shutdown).await {
-            Event::Shutdown => Ok(State::Draining),
-            Event::PullError(e) => Ok(State::Reconnecting(e)),
+            Event::Shutdown => State::Draining,
+            Event::PullError(e) => State::Reconnecting(e),
+            Event::Silent => self.silent(),
             Event::BatchDue => {
-                self.write_ready(shutdown).await?;
-                Ok(State::Pulling)
+                self.write_ready(shutdown).await;
+                State::Pulling
             }
             Event::Message(m) => {
+                self.heard();
                 self.accept(m).await;
-                self.write_ready(shutdown).await?;
-                Ok(State::Pulling)
+                self.write_ready(shutdown).await;
+                State::Pulling
             }
+        }
+    }
+
+    /// No message for `pull_silence`: reopen; silent across a reopen: unhealthy.
+    fn silent(&mut self) -> State {
+        let silence = self.settings.pull_silence;
+        self.silences += 1;
+        self.metrics.pull_reopened(K::TABLE);
+        if self.silences >= 2 {
+            self.metrics.set_pull_silent(K::TABLE, true);
+            tracing::error!(
+                table = K::TABLE.as_str(),
+                subscription = %self.settings.subscription,
+                silences = self.silences,
+                "no message for {silence:?} even after reopening the streaming pull: the \
+                 subscription or the producer is stuck (/healthz 503)"
+            );
+        }
+        State::Reconnecting(format!("no message for {silence:?}"))
+    }
+
+    /// A message arrived: the pull works.
+    fn heard(&mut self) {
+        self.last_activity = Instant::now();
+        if self.silences > 0 {
+            tracing::info!(
+                table = K::TABLE.as_str(),
+                silences = self.silences,
+                "messages arrive again"
+            );
+            self.silences = 0;
+            self.metrics.set_pull_silent(K::TABLE, false);
         }
     }
 
@@ -338,21 +393,25 @@ where
         }
     }
 
-    async fn write_ready(&mut self, shutdown: &CancellationToken) -> Result<(), PipelineError> {
+    async fn write_ready(&mut self, shutdown: &CancellationToken) {
+        let mut wrote = false;
         while let Some(batch) = self.batcher.pop_ready(Instant::now()) {
-            self.write(batch, shutdown).await?;
+            self.write(batch, shutdown).await;
+            wrote = true;
         }
-        Ok(())
+        if wrote {
+            // Nothing was pulled while appending: that time is not silence.
+            self.last_activity = self.last_activity.max(Instant::now());
+        }
     }
 
-    async fn write_all(&mut self, shutdown: &CancellationToken) -> Result<(), PipelineError> {
+    async fn write_all(&mut self, shutdown: &CancellationToken) {
         for batch in self.batcher.drain() {
-            self.write(batch, shutdown).await?;
+            self.write(batch, shutdown).await;
         }
-        Ok(())
     }
 
-    async fn drain(mut self, shutdown: &CancellationToken) -> Result<(), PipelineError> {
+    async fn drain(mut self, shutdown: &CancellationToken) {
         self.start_deadline();
         let held = self.batcher.len();
         tracing::info!(
@@ -360,7 +419,7 @@ where
             held,
             "shutting down: writing held rows"
         );
-        self.write_all(shutdown).await?;
+        self.write_all(shutdown).await;
         let left = self
             .deadline
             .map(|d| d.saturating_duration_since(Instant::now()))
@@ -386,7 +445,6 @@ where
             nacked = s.nacked,
             "stopped"
         );
-        Ok(())
     }
 
     fn start_deadline(&mut self) {
@@ -395,15 +453,14 @@ where
         }
     }
 
-    /// Appends one batch until it lands, splitting out refused rows; settles every message.
-    async fn write(
-        &mut self,
-        batch: Batch<Item<K::Key, Src::Ack>>,
-        shutdown: &CancellationToken,
-    ) -> Result<(), PipelineError> {
+    /// Appends one batch until it lands, splitting out rows BigQuery names; settles every
+    /// message. Returns only when every row landed or was dead-lettered, or at the shutdown
+    /// deadline (the rest nacked).
+    async fn write(&mut self, batch: Batch<Item<K::Key, Src::Ack>>, shutdown: &CancellationToken) {
         let mut queue: VecDeque<Vec<Item<K::Key, Src::Ack>>> = VecDeque::from([batch.items]);
         let mut attempt = 0u32;
-        while let Some(mut items) = queue.pop_front() {
+        let mut refusals = 0u32;
+        while let Some(items) = queue.pop_front() {
             if items.is_empty() {
                 continue;
             }
@@ -423,75 +480,100 @@ where
                     }
                 }
             };
-            match outcome {
+            let backoff = match outcome {
                 Ok(()) => {
                     attempt = 0;
+                    refusals = 0;
                     self.metrics
                         .appended(K::TABLE, items.len(), started.elapsed().as_secs_f64());
+                    if let Some(stuck) = self.metrics.append_landed(K::TABLE) {
+                        tracing::info!(
+                            table = K::TABLE.as_str(),
+                            rows = items.len(),
+                            "BigQuery takes the rows again after {:.0?} of failed appends",
+                            stuck
+                        );
+                    }
                     self.land(items);
+                    continue;
                 }
                 Err(SinkError::Retry(reason)) => {
                     attempt += 1;
                     self.metrics.retried(K::TABLE);
+                    self.metrics.append_failed(K::TABLE);
                     tracing::warn!(table = K::TABLE.as_str(), attempt, rows = items.len(), error = %reason, "append failed; retrying");
-                    if !self.wait_before_retry(attempt, shutdown).await {
-                        tracing::warn!(
-                            table = K::TABLE.as_str(),
-                            "shutdown deadline reached; handing held messages back to Pub/Sub"
-                        );
-                        queue.push_front(items);
-                        for items in queue {
-                            self.abandon(items);
-                        }
-                        return Ok(());
-                    }
-                    queue.push_front(items);
+                    self.settings.backoff.delay(attempt, jitter())
                 }
                 Err(SinkError::RowErrors(errors)) => {
-                    let reasons: HashMap<usize, String> = errors.into_iter().collect();
-                    let mut good = Vec::with_capacity(items.len());
-                    for (i, item) in items.into_iter().enumerate() {
-                        match reasons.get(&i) {
-                            Some(reason) => {
-                                let poison =
-                                    Poison::new(Reason::RejectedByBigQuery, reason.clone());
-                                self.dead_letter_pending(item, poison).await;
+                    let n = items.len();
+                    let unmatched: Vec<usize> =
+                        errors.iter().map(|(i, _)| *i).filter(|i| *i >= n).collect();
+                    if errors.is_empty() || !unmatched.is_empty() {
+                        // BigQuery named rows this request does not have: which rows it means
+                        // is unknown, so none is blamed. Held, like a refusal.
+                        let named: Vec<usize> = errors.iter().map(|(i, _)| *i).collect();
+                        let reason = format!(
+                            "row errors for indices {named:?} in a request of {n} rows (out of range: {unmatched:?}); first: {}",
+                            errors.first().map_or("none", |(_, r)| r.as_str())
+                        );
+                        refusals += 1;
+                        self.refused(refusals, "unmatched_row_errors", &reason, n)
+                    } else {
+                        let reasons: HashMap<usize, String> = errors.into_iter().collect();
+                        let mut good = Vec::with_capacity(n);
+                        for (i, item) in items.into_iter().enumerate() {
+                            match reasons.get(&i) {
+                                Some(reason) => {
+                                    let poison =
+                                        Poison::new(Reason::RejectedByBigQuery, reason.clone());
+                                    self.dead_letter_pending(item, poison).await;
+                                }
+                                None => good.push(item),
                             }
-                            None => good.push(item),
                         }
+                        queue.push_front(good);
+                        continue;
                     }
-                    queue.push_front(good);
                 }
-                Err(SinkError::InvalidData(reason)) if items.len() > 1 => {
-                    // BigQuery did not say which row: halve until the bad one is alone.
-                    let tail = items.split_off(items.len() / 2);
-                    tracing::warn!(table = K::TABLE.as_str(), rows = items.len() + tail.len(), error = %reason, "invalid data; splitting the batch");
-                    queue.push_front(tail);
-                    queue.push_front(items);
+                Err(SinkError::Refused { code, reason }) => {
+                    refusals += 1;
+                    self.refused(refusals, code, &reason, items.len())
                 }
-                Err(SinkError::InvalidData(reason)) => {
-                    let item = items.pop().expect("one item");
-                    self.dead_letter_pending(item, Poison::new(Reason::RejectedByBigQuery, reason))
-                        .await;
+            };
+            if !self.wait_before_retry(backoff, shutdown).await {
+                tracing::warn!(
+                    table = K::TABLE.as_str(),
+                    "shutdown deadline reached; handing held messages back to Pub/Sub"
+                );
+                queue.push_front(items);
+                for items in queue {
+                    self.abandon(items);
                 }
-                Err(e @ SinkError::Fatal(_)) => {
-                    tracing::error!(table = K::TABLE.as_str(), error = %e, "BigQuery refuses the table; nacking everything held");
-                    queue.push_front(items);
-                    for items in queue {
-                        self.abandon(items);
-                    }
-                    for batch in self.batcher.drain() {
-                        self.abandon(batch.items);
-                    }
-                    self.metrics.set_unhealthy();
-                    return Err(PipelineError::Fatal {
-                        table: K::TABLE.as_str(),
-                        reason: e.to_string(),
-                    });
-                }
+                self.metrics.rows_released(K::TABLE);
+                return;
             }
+            queue.push_front(items);
         }
-        Ok(())
+    }
+
+    /// Outage mode: counts and logs one refusal; the delay before the next attempt.
+    fn refused(&self, refusals: u32, code: &'static str, reason: &str, rows: usize) -> Duration {
+        self.metrics.append_refused(K::TABLE, code, reason);
+        let delay = self.settings.refused_backoff.delay(refusals, jitter());
+        let stuck = self.metrics.stuck_seconds(K::TABLE);
+        tracing::error!(
+            table = K::TABLE.as_str(),
+            code,
+            reason,
+            rows,
+            refusals,
+            stuck_seconds = stuck.round() as u64,
+            retry_in = ?delay,
+            "BigQuery refuses the append as a whole: holding the rows (nothing acked or \
+             dead-lettered; the backlog stays in Pub/Sub) and retrying until the table or the \
+             permission is fixed"
+        );
+        delay
     }
 
     /// Time left before the shutdown deadline; `None` while not shutting down.
@@ -500,12 +582,8 @@ where
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    /// Sleeps the backoff; notices shutdown meanwhile. False when the deadline has passed.
-    async fn wait_before_retry(&mut self, attempt: u32, shutdown: &CancellationToken) -> bool {
-        let delay = self
-            .settings
-            .backoff
-            .delay(attempt, rand::random_range(0.5..=1.0));
+    /// Sleeps `delay`; notices shutdown meanwhile. False when the deadline has passed.
+    async fn wait_before_retry(&mut self, delay: Duration, shutdown: &CancellationToken) -> bool {
         let mut until = Instant::now() + delay;
         if let Some(d) = self.deadline {
             until = until.min(d);
@@ -586,6 +664,11 @@ where
             }
         }
     }
+}
+
+/// A jitter factor in `[0.5, 1.0]` for [`Backoff::delay`].
+fn jitter() -> f64 {
+    rand::random_range(0.5..=1.0)
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -14,7 +14,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 use gcloud_gax::grpc::Code;
-use gcp::bigquery::write::{AppendError, Disposition, StorageWriter};
+use gcp::bigquery::write::{AppendError, Disposition, StorageWriter, classify};
 use prost_types::DescriptorProto;
 
 /// The tables the consumer writes.
@@ -37,6 +37,13 @@ impl Table {
 }
 
 /// Why an append did not land, and what the caller must do.
+///
+/// The rule: only rows BigQuery names in row errors ([`SinkError::RowErrors`]), or rows that fail
+/// our own checks before they get here, are poison. A request refused as a whole
+/// ([`SinkError::Refused`]) says nothing against any one row: a dropped or retyped column
+/// (BigQuery answers `INVALID_ARGUMENT` "Input schema has more fields than BigQuery schema"), a
+/// missing table or dataset, a revoked permission. Its rows are held and retried until the table
+/// or the permission is fixed; dead-lettering them would move every good trade out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SinkError {
@@ -46,16 +53,47 @@ pub enum SinkError {
     Retry(String),
     /// BigQuery refused these rows (index in the request, reason) and wrote none of the request:
     /// dead-letter them and append the others again.
-    #[error("{} row(s) refused, first: row {} ({})", .0.len(), .0[0].0, .0[0].1)]
+    #[error("{} row(s) refused{}", .0.len(), first_row_error(.0))]
     RowErrors(Vec<(usize, String)>),
-    /// The request's data is invalid but BigQuery did not say which row: split the request to
-    /// find it; a single row refused this way is dead-lettered.
-    #[error("invalid data: {0}")]
-    InvalidData(String),
-    /// Configuration, not data (missing table, no permission): no row can land. Stop and fail
-    /// loudly; every message is redelivered after the fix.
-    #[error("fatal: {0}")]
-    Fatal(String),
+    /// BigQuery refused the request as a whole (schema drift, table or dataset missing, no
+    /// permission): no row is to blame. Hold every row, retry with a capped backoff, report
+    /// unhealthy; the rows land once the cause is fixed.
+    #[error("refused ({code}): {reason}")]
+    Refused {
+        /// A bounded metric label: the gRPC status in snake case, e.g. `invalid_argument`.
+        code: &'static str,
+        /// The server's message.
+        reason: String,
+    },
+}
+
+fn first_row_error(rows: &[(usize, String)]) -> String {
+    rows.first()
+        .map(|(i, reason)| format!(", first: row {i} ({reason})"))
+        .unwrap_or_default()
+}
+
+/// The metric label of a status code that refuses a request.
+pub fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
 }
 
 /// Appends encoded proto rows to a table. `Ok` means BigQuery durably has every row.
@@ -68,7 +106,8 @@ pub trait RowSink: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
-/// Maps the Storage Write client's error to what the loop does.
+/// Maps the Storage Write client's error to what the loop does. A refusing status
+/// ([`Disposition::Reject`]) is never taken as bad data: it is [`SinkError::Refused`].
 pub fn sink_error(error: AppendError) -> SinkError {
     match error {
         AppendError::RowErrors(rows) => SinkError::RowErrors(
@@ -76,14 +115,18 @@ pub fn sink_error(error: AppendError) -> SinkError {
                 .map(|(i, reason)| (usize::try_from(i).unwrap_or(usize::MAX), reason))
                 .collect(),
         ),
-        // The data, not the service: the same bytes will fail again, so find the bad row.
-        AppendError::Rpc {
-            code: Code::InvalidArgument | Code::OutOfRange,
-            message,
-        } => SinkError::InvalidData(message),
+        AppendError::Rpc { code, message } if classify(code) == Disposition::Reject => {
+            SinkError::Refused {
+                code: code_label(code),
+                reason: message,
+            }
+        }
         other => match other.disposition() {
             Disposition::Retry => SinkError::Retry(other.to_string()),
-            Disposition::Reject => SinkError::Fatal(other.to_string()),
+            Disposition::Reject => SinkError::Refused {
+                code: "rejected",
+                reason: other.to_string(),
+            },
         },
     }
 }
@@ -154,14 +197,6 @@ mod tests {
             SinkError::Retry(m) if m.contains("down")
         ));
         assert!(matches!(
-            sink_error(rpc(Code::InvalidArgument, "bad")),
-            SinkError::InvalidData(_)
-        ));
-        assert!(matches!(
-            sink_error(rpc(Code::NotFound, "no table")),
-            SinkError::Fatal(_)
-        ));
-        assert!(matches!(
             sink_error(AppendError::NoResponse),
             SinkError::Retry(_)
         ));
@@ -169,5 +204,43 @@ mod tests {
             sink_error(AppendError::RowErrors(vec![(2, "bad NUMERIC".into())])),
             SinkError::RowErrors(vec![(2, "bad NUMERIC".into())])
         );
+    }
+
+    /// Schema drift, a missing table and a revoked permission refuse the request as a whole:
+    /// an outage, never bad data (which would dead-letter every good trade).
+    #[test]
+    fn a_request_refused_as_a_whole_is_an_outage_not_bad_data() {
+        let cases = [
+            (
+                Code::InvalidArgument,
+                "Input schema has more fields than BigQuery schema, extra fields: 'source'",
+                "invalid_argument",
+            ),
+            (Code::OutOfRange, "out of range", "out_of_range"),
+            (Code::NotFound, "Table not found", "not_found"),
+            (
+                Code::PermissionDenied,
+                "no bigquery.tables.updateData",
+                "permission_denied",
+            ),
+        ];
+        for (code, message, label) in cases {
+            let e = sink_error(AppendError::Rpc {
+                code,
+                message: message.into(),
+            });
+            assert_eq!(
+                e,
+                SinkError::Refused {
+                    code: label,
+                    reason: message.into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn empty_row_errors_display_without_panicking() {
+        assert_eq!(SinkError::RowErrors(vec![]).to_string(), "0 row(s) refused");
     }
 }

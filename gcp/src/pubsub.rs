@@ -1,11 +1,12 @@
 //! Pub/Sub: publisher and subscriber construction, and idempotent set-up of topics and
 //! subscriptions (used by the local stack and the tests; in the cloud, Terraform owns them).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
-use google_cloud_pubsub::model::Topic;
+use google_cloud_pubsub::model::{ExpirationPolicy, Subscription, Topic};
 
 use crate::GcpTarget;
 
@@ -116,6 +117,13 @@ pub struct SubscriptionSpec {
     pub ordering: bool,
     /// Optional filter, e.g. `attributes.symbol = "BTCUSDT"`.
     pub filter: Option<String>,
+    /// Delete the subscription after this long without activity (Pub/Sub's minimum is 1 day).
+    /// `None`: the server's default (31 days).
+    pub expire_after: Option<Duration>,
+    /// How long unacked messages are kept; `None`: the server's default (7 days).
+    pub message_retention: Option<Duration>,
+    /// Labels (lower-case keys and values), e.g. who created the subscription.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for SubscriptionSpec {
@@ -124,8 +132,28 @@ impl Default for SubscriptionSpec {
             ack_deadline_secs: 60,
             ordering: true,
             filter: None,
+            expire_after: None,
+            message_retention: None,
+            labels: BTreeMap::new(),
         }
     }
+}
+
+/// What [`Admin::subscription`] tells of an existing subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    /// The topic's full path.
+    pub topic: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its expiration TTL: `None` when it never expires or the server did not say.
+    pub expire_after: Option<Duration>,
+    /// Its filter (empty: none).
+    pub filter: String,
+}
+
+fn wkt_duration(d: Duration) -> Result<google_cloud_wkt::Duration, PubsubError> {
+    google_cloud_wkt::Duration::try_from(d).map_err(|e| PubsubError::Time(e.to_string()))
 }
 
 /// Topic and subscription administration.
@@ -209,11 +237,44 @@ impl Admin {
         if let Some(filter) = &spec.filter {
             request = request.set_filter(filter.clone());
         }
+        if let Some(ttl) = spec.expire_after {
+            request =
+                request.set_expiration_policy(ExpirationPolicy::new().set_ttl(wkt_duration(ttl)?));
+        }
+        if let Some(retention) = spec.message_retention {
+            request = request.set_message_retention_duration(wkt_duration(retention)?);
+        }
+        if !spec.labels.is_empty() {
+            request = request.set_labels(spec.labels.clone());
+        }
         match request.send().await {
             Ok(_) => Ok(true),
             Err(e) if e.status().map(|s| s.code) == Some(Code::AlreadyExists) => Ok(false),
             Err(source) => Err(PubsubError::Admin {
                 action: "create subscription",
+                resource: name,
+                source,
+            }),
+        }
+    }
+
+    /// The subscription's topic, labels and expiration, or `None` if it does not exist.
+    pub async fn subscription(
+        &self,
+        subscription: &str,
+    ) -> Result<Option<SubscriptionInfo>, PubsubError> {
+        let name = subscription_path(&self.project, subscription);
+        match self
+            .subscriptions
+            .get_subscription()
+            .set_subscription(name.clone())
+            .send()
+            .await
+        {
+            Ok(s) => Ok(Some(info(s))),
+            Err(e) if e.status().map(|s| s.code) == Some(Code::NotFound) => Ok(None),
+            Err(source) => Err(PubsubError::Admin {
+                action: "get subscription",
                 resource: name,
                 source,
             }),
@@ -263,6 +324,18 @@ impl Admin {
                 source,
             }),
         }
+    }
+}
+
+fn info(s: Subscription) -> SubscriptionInfo {
+    SubscriptionInfo {
+        topic: s.topic,
+        labels: s.labels.into_iter().collect(),
+        expire_after: s
+            .expiration_policy
+            .and_then(|p| p.ttl)
+            .and_then(|ttl| Duration::try_from(ttl).ok()),
+        filter: s.filter,
     }
 }
 
