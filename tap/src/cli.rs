@@ -22,10 +22,14 @@ keeps going. The contract (fields, ordering, duplicates, backfills) is docs/trad
 
 The subscription: unless --subscription names one, tap creates `tap-<pid>-<time>` with ordering
 enabled and your filter, and deletes it when it exits (after --limit, on Ctrl-C or SIGTERM).
+Every subscription tap creates is labelled created-by=tap and expires after 1 day without a
+reader (Pub/Sub's minimum), so a crashed tap leaves nothing behind for long.
 A new subscription only receives trades published after it was created. The Pub/Sub emulator
 stores filters but does not apply them: tap checks --symbol and --source again on its side (a raw
---filter it cannot check). tap acknowledges every
-message it receives, so on a reused subscription it consumes them.
+--filter it cannot check). tap acknowledges every message it receives, so on an existing
+subscription it takes them away from its owner: tap refuses the pipeline's own subscriptions
+(binance-trades-bq, binance-gaps-bq, binance-trades-dead-letter-sub) and any existing one it did
+not create, unless --attach-existing.
 Credentials: on Google Cloud, Application Default Credentials (gcloud auth application-default
 login); with --pubsub-endpoint, none (the emulator).";
 
@@ -58,9 +62,16 @@ pub struct Args {
     pub filter: Option<String>,
 
     /// Use this subscription (short name) instead of a temporary one; created if missing.
-    /// tap deletes it on exit only if it created it (and --keep is not given).
+    /// tap deletes it on exit only if it created it (and --keep is not given). An existing one
+    /// is reused only if tap created it (label created-by=tap), unless --attach-existing.
     #[arg(long)]
     pub subscription: Option<String>,
+
+    /// Attach to an existing subscription tap did not create, even one of the pipeline's own.
+    /// tap acks every message it receives: their owner never gets them (the consumer's
+    /// trades then never reach BigQuery).
+    #[arg(long, requires = "subscription")]
+    pub attach_existing: bool,
 
     /// Do not delete the subscription tap created (so you can come back to it).
     #[arg(long)]
@@ -187,6 +198,7 @@ mod tests {
     #[case::unknown_source(&["--source", "replay"], "unknown trade source")]
     #[case::filter_and_symbol(&["--filter", "x", "--symbol", "BTCUSDT"], "cannot be used with")]
     #[case::format(&["--format", "csv"], "invalid value 'csv'")]
+    #[case::attach_without_name(&["--attach-existing"], "--subscription")]
     fn bad_flags_are_rejected_with_the_reason(#[case] args: &[&str], #[case] want: &str) {
         let err = parse(args).unwrap_err().to_string();
         assert!(err.contains(want), "{err}");
@@ -197,6 +209,6 @@ mod tests {
         let args = parse(&[]).unwrap();
         assert_eq!(args.topic, "binance-trades");
         assert_eq!(args.format, Format::Json);
-        assert!(!args.dedup && !args.from_now && !args.keep);
+        assert!(!args.dedup && !args.from_now && !args.keep && !args.attach_existing);
     }
 }

@@ -1,7 +1,13 @@
 //! The subscription's life cycle and the print loop.
 //!
 //! 1. Create the subscription (a temporary `tap-<pid>-<millis>`, or the one `--subscription`
-//!    names, created if missing) with ordering enabled and the filter from the flags.
+//!    names, created if missing) with ordering enabled, the filter from the flags, the label
+//!    `created-by=tap` and an expiration after 1 day without activity, so a tap that crashed
+//!    before deleting it leaves nothing behind for good. An existing subscription is used only
+//!    if tap created it, unless `--attach-existing`: tap acks everything it receives, which on
+//!    someone else's subscription (the consumer's `binance-trades-bq`) takes the messages away
+//!    from their owner. The pipeline's own subscription names are refused before anything is
+//!    created.
 //! 2. With `--from-now`, seek it to now (drops a reused subscription's backlog).
 //! 3. Stream: decode, validate, de-duplicate ([`crate::inspect`]), print, acknowledge.
 //! 4. Stop on `--limit`, on the cancellation token (Ctrl-C/SIGTERM in `main`), when stdout is
@@ -11,12 +17,13 @@
 //!
 //! Delivery: tap acknowledges every message it receives, printed or not; it is an observer.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gcp::GcpTarget;
-use gcp::pubsub::{self, Admin, PubsubError, SubscriptionSpec};
+use gcp::pubsub::{self, Admin, PubsubError, SubscriptionInfo, SubscriptionSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Args, Format};
@@ -44,6 +51,78 @@ pub enum RunError {
     /// Writing to stderr failed.
     #[error("cannot write to stderr: {0}")]
     Stderr(#[source] io::Error),
+    /// The subscription belongs to someone else; tap would ack its messages away from them.
+    #[error("refusing to attach to subscription {subscription}: {why}")]
+    Refused {
+        /// The short name.
+        subscription: String,
+        /// Why, and how to insist.
+        why: String,
+    },
+}
+
+/// The pipeline's own subscriptions (the names Terraform gives them).
+pub const PIPELINE_SUBSCRIPTIONS: [&str; 3] = [
+    "binance-trades-bq",
+    "binance-gaps-bq",
+    "binance-trades-dead-letter-sub",
+];
+
+/// The label tap puts on every subscription it creates, and looks for before reusing one.
+pub const CREATED_BY: (&str, &str) = ("created-by", "tap");
+
+/// Inactivity after which a subscription tap created expires: 1 day, Pub/Sub's minimum TTL
+/// (`Subscription.expiration_policy`; sources in `docs/trade-topic.md`).
+pub const EXPIRE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Unacked retention of tap's subscriptions: 12 hours, shorter than [`EXPIRE_AFTER`] (an
+/// observer needs no week of backlog, and retention outliving the subscription means nothing).
+pub const RETENTION: Duration = Duration::from_secs(12 * 3600);
+
+/// The subscription's settings from the flags.
+pub fn subscription_spec(args: &Args) -> SubscriptionSpec {
+    SubscriptionSpec {
+        filter: args.subscription_filter(),
+        expire_after: Some(EXPIRE_AFTER),
+        message_retention: Some(RETENTION),
+        labels: BTreeMap::from([(CREATED_BY.0.to_owned(), CREATED_BY.1.to_owned())]),
+        ..SubscriptionSpec::default()
+    }
+}
+
+/// Before anything is created: one of the pipeline's own names is refused without
+/// `--attach-existing` (creating it would even compete with Terraform's).
+pub fn check_name(name: &str, attach_existing: bool) -> Result<(), RunError> {
+    if PIPELINE_SUBSCRIPTIONS.contains(&name) && !attach_existing {
+        return Err(RunError::Refused {
+            subscription: name.to_owned(),
+            why: "it is the pipeline's own: tap acks every message it receives, so they would \
+                  never reach their consumer (trades never land in BigQuery). Leave out \
+                  --subscription for a temporary one of your own; --attach-existing insists"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// An existing subscription (not created by this run) is reused only if tap created it.
+pub fn check_existing(
+    name: &str,
+    existing: Option<&SubscriptionInfo>,
+    attach_existing: bool,
+) -> Result<(), RunError> {
+    let ours = existing
+        .is_some_and(|s| s.labels.get(CREATED_BY.0).map(String::as_str) == Some(CREATED_BY.1));
+    if ours || attach_existing {
+        return Ok(());
+    }
+    Err(RunError::Refused {
+        subscription: name.to_owned(),
+        why: "it exists and tap did not create it (no label created-by=tap): tap acks every \
+              message it receives, taking them away from the subscription's owner. Pick a new \
+              name, or --attach-existing if it is yours to drain"
+            .to_owned(),
+    })
 }
 
 /// What a run did; printed on stderr at the end by `main`.
@@ -103,14 +182,16 @@ pub async fn run<W: Write, E: Write>(
         bigquery_endpoint: None,
         bigquery_grpc_endpoint: None,
     };
-    let admin = Admin::connect(&target).await?;
     let name = args.subscription.clone().unwrap_or_else(temporary_name);
-    let filter = args.subscription_filter();
-    let spec = SubscriptionSpec {
-        filter: filter.clone(),
-        ..SubscriptionSpec::default()
-    };
+    check_name(&name, args.attach_existing)?;
+    let admin = Admin::connect(&target).await?;
+    let spec = subscription_spec(args);
+    let filter = spec.filter.clone();
     let created = admin.create_subscription(&name, &args.topic, &spec).await?;
+    if !created {
+        let existing = admin.subscription(&name).await?;
+        check_existing(&name, existing.as_ref(), args.attach_existing)?;
+    }
     let mut summary = Summary {
         subscription: name.clone(),
         created,
@@ -243,4 +324,67 @@ async fn stream<W: Write, E: Write>(
     // Let the acks reach the server before the subscription goes away or the process exits.
     drain.shutdown().await;
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn existing(labels: &[(&str, &str)]) -> SubscriptionInfo {
+        SubscriptionInfo {
+            topic: "projects/p/topics/binance-trades".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            expire_after: None,
+            filter: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_pipeline_s_own_subscriptions_are_refused_unless_insisted() {
+        for name in PIPELINE_SUBSCRIPTIONS {
+            let err = check_name(name, false).unwrap_err().to_string();
+            assert!(
+                err.contains("pipeline's own") && err.contains("--attach-existing"),
+                "{err}"
+            );
+            check_name(name, true).unwrap();
+        }
+        check_name("tap-1-2", false).unwrap();
+        check_name("my-look", false).unwrap();
+    }
+
+    #[test]
+    fn an_existing_subscription_is_reused_only_if_tap_created_it() {
+        let mine = existing(&[CREATED_BY]);
+        check_existing("s", Some(&mine), false).unwrap();
+        let theirs = existing(&[("team", "analytics")]);
+        let err = check_existing("s", Some(&theirs), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tap did not create it"), "{err}");
+        check_existing("s", Some(&theirs), true).unwrap();
+        // Gone between the create and the look-up: not known to be ours.
+        assert!(check_existing("s", None, false).is_err());
+    }
+
+    #[test]
+    fn every_subscription_tap_creates_is_labelled_and_expires_after_a_day() {
+        let args = Args::try_parse_from(["tap", "--project", "p", "--symbol", "BTCUSDT"]).unwrap();
+        let spec = subscription_spec(&args);
+        assert_eq!(spec.expire_after, Some(Duration::from_secs(86_400)));
+        assert!(spec.message_retention.unwrap() < spec.expire_after.unwrap());
+        assert_eq!(
+            spec.labels.get("created-by").map(String::as_str),
+            Some("tap")
+        );
+        assert_eq!(
+            spec.filter.as_deref(),
+            Some(r#"attributes.symbol = "BTCUSDT""#)
+        );
+        assert!(spec.ordering);
+    }
 }

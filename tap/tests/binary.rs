@@ -27,6 +27,9 @@ fn help_names_every_setting_and_what_tap_does_with_the_subscription() {
         "--dedup",
         "deletes it when it exits",
         "docs/trade-topic.md",
+        "--attach-existing",
+        "expires after 1 day",
+        "binance-trades-bq",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }

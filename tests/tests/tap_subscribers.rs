@@ -11,6 +11,11 @@
 //!   (two connections publishing an overlapping stretch), a publish retry and a late,
 //!   out-of-order backfill, while a subscriber without the rule sees the duplicates.
 //!
+//! - tap takes no one else's messages: it refuses the pipeline's own subscriptions and any
+//!   existing one it did not create (their backlog stays for their owner) unless
+//!   `--attach-existing`, and every subscription it creates is labelled `created-by=tap` and
+//!   expires after 1 day without a reader.
+//!
 //! The Python venv `.venv/pysub` is made here from the example's pinned requirements if missing
 //! (`scripts/lib.sh` `ensure_venv`; PyPI only).
 
@@ -107,6 +112,25 @@ async fn wait_for_subscriptions(topic: &str, n: usize) {
     })
     .await
     .unwrap_or_else(|_| panic!("{n} subscriptions on {topic} within 60 s"));
+}
+
+/// Runs tap in-process with these flags; its result and stderr.
+async fn try_run_tap(flags: &[&str]) -> (Result<tap::Summary, tap::RunError>, String) {
+    let args = tap::Args::try_parse_from(
+        [
+            "tap",
+            "--project",
+            PROJECT,
+            "--pubsub-endpoint",
+            &endpoint(),
+        ]
+        .into_iter()
+        .chain(flags.iter().copied()),
+    )
+    .unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = tap::run(&args, &mut out, &mut err, CancellationToken::new()).await;
+    (result, String::from_utf8(err).unwrap())
 }
 
 /// Runs tap in-process with these flags; returns its summary and stdout lines.
@@ -351,4 +375,124 @@ async fn the_documented_dedup_rule_yields_each_trade_once_across_rotation_retry_
     );
     // The Python example, following the same documented rule, prints the same trades.
     assert_eq!(py_lines, lines);
+}
+
+/// Pulls `sub` until nothing arrives for 3 s; acks and returns the trade ids.
+async fn drain_ids(sub: &str) -> Vec<i64> {
+    let subscriber = pubsub::subscriber(&target()).await.unwrap();
+    let mut stream = subscriber
+        .subscribe(pubsub::subscription_path(PROJECT, sub))
+        .build();
+    let mut ids = Vec::new();
+    while let Ok(Some(next)) = tokio::time::timeout(Duration::from_secs(3), stream.next()).await {
+        let (m, h) = next.unwrap();
+        h.ack();
+        ids.push(Trade::decode(m.data.as_ref()).unwrap().trade_id);
+    }
+    // Let the acks go out while the stream is open (the emulator ignores a nack sent only as a
+    // stream shuts down; acks are given the same chance).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stream.shutdown_token().shutdown().await;
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tap_takes_no_one_else_s_subscription_and_leaves_its_backlog_to_its_owner() {
+    let topic = unique_name("trades");
+    let owner = unique_name("owner");
+    let admin = Admin::connect(&target()).await.unwrap();
+    admin.ensure_topic(&topic).await.unwrap();
+    let plain = gcp::pubsub::SubscriptionSpec::default();
+    admin
+        .ensure_subscription(&owner, &topic, &plain)
+        .await
+        .unwrap();
+    let trades: Vec<Trade> = (1..=5)
+        .map(|i| trade("BTCUSDT", i, Source::Stream, 0))
+        .collect();
+    publish(&topic, &trades).await;
+
+    let flags = ["--topic", &topic, "--subscription", &owner, "--limit", "5"];
+    let (result, _) = tokio::time::timeout(DEADLINE, try_run_tap(&flags))
+        .await
+        .unwrap();
+    let err = result.expect_err("tap must refuse a subscription it did not create");
+    assert!(err.to_string().contains("tap did not create it"), "{err}");
+    // The pipeline's own: refused before anything is created.
+    let (result, _) =
+        try_run_tap(&["--topic", &topic, "--subscription", "binance-trades-bq"]).await;
+    assert!(
+        matches!(result, Err(tap::RunError::Refused { .. })),
+        "{result:?}"
+    );
+    assert!(
+        admin
+            .subscription("binance-trades-bq")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Its owner still has every message.
+    assert_eq!(drain_ids(&owner).await, vec![1, 2, 3, 4, 5]);
+
+    // --attach-existing: the user insists, tap drains it.
+    publish(&topic, &trades).await;
+    let (result, err) = tokio::time::timeout(
+        DEADLINE,
+        try_run_tap(&[
+            "--topic",
+            &topic,
+            "--subscription",
+            &owner,
+            "--attach-existing",
+            "--limit",
+            "5",
+        ]),
+    )
+    .await
+    .unwrap();
+    let summary = result.unwrap_or_else(|e| panic!("{e}\n{err}"));
+    assert_eq!(
+        (summary.printed, summary.created, summary.deleted),
+        (5, false, false)
+    );
+    admin.delete_subscription(&owner).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tap_s_own_subscriptions_are_labelled_expire_after_a_day_and_can_be_reused() {
+    let topic = unique_name("trades");
+    let mine = unique_name("mine");
+    let admin = Admin::connect(&target()).await.unwrap();
+    admin.ensure_topic(&topic).await.unwrap();
+    let flags = [
+        "--topic",
+        topic.as_str(),
+        "--subscription",
+        mine.as_str(),
+        "--keep",
+        "--limit",
+        "0",
+    ];
+    let (result, err) = try_run_tap(&flags).await;
+    let summary = result.unwrap_or_else(|e| panic!("{e}\n{err}"));
+    assert!(summary.created && !summary.deleted, "{summary:?}");
+    let info = admin.subscription(&mine).await.unwrap().expect("kept");
+    assert_eq!(
+        info.labels.get("created-by").map(String::as_str),
+        Some("tap"),
+        "{info:?}"
+    );
+    assert_eq!(
+        info.expire_after,
+        Some(Duration::from_secs(86_400)),
+        "{info:?}"
+    );
+    // Coming back to it (--keep's purpose) needs no flag: tap created it.
+    let (result, err) = try_run_tap(&flags).await;
+    let again = result.unwrap_or_else(|e| panic!("{e}\n{err}"));
+    assert!(!again.created, "{again:?}");
+    admin.delete_subscription(&mine).await.unwrap();
 }
