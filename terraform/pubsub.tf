@@ -53,9 +53,9 @@ resource "google_pubsub_topic" "gaps" {
 }
 
 # Dead letters carry no schema on purpose: an undecodable payload must still be accepted here.
-# The consumer publishes poison messages itself (with the reason as an attribute) because the
-# emulator has no dead-letter policies; in the cloud Pub/Sub also forwards messages that exceed
-# max_delivery_attempts.
+# Only the consumer publishes here, and only poison (a payload that fails its checks, or a row
+# BigQuery names in a row error), with the reason as an attribute. `consumer replay` republishes
+# letters once their cause is fixed.
 resource "google_pubsub_topic" "dead_letter" {
   name = local.dead_letter_topic_name
 
@@ -73,7 +73,13 @@ resource "google_pubsub_subscription" "trades_bq" {
   # The consumer acks only after BigQuery took the batch; the client extends leases beyond this.
   ack_deadline_seconds = var.subscription_ack_deadline_seconds
 
-  # Seven days (the maximum) of unacked trades survive a consumer outage.
+  # Unacked trades are kept 7 days: this is where trades wait out a BigQuery outage (the
+  # consumer holds and retries, it never dead-letters good trades), so it bounds how long
+  # BigQuery may refuse appends before trades are lost from Pub/Sub (past it, only a REST
+  # backfill from Binance gets them back). A week covers an outage noticed on a Friday evening
+  # and fixed after the weekend; the backlog-age alert (monitoring.tf) fires long before.
+  # Pub/Sub allows 10 minutes to 31 days; unacked messages kept over a day are billed as storage
+  # (https://cloud.google.com/pubsub/docs/subscription-properties), under 1 GB a day here.
   message_retention_duration = "604800s"
   retain_acked_messages      = false
 
@@ -93,21 +99,16 @@ resource "google_pubsub_subscription" "trades_bq" {
     ttl = ""
   }
 
-  # Back off on nacks (e.g. BigQuery unavailable) instead of hammering the consumer.
+  # Back off on nacks (a shutdown hands its held messages back) instead of hammering a replica.
   retry_policy {
     minimum_backoff = "10s"
     maximum_backoff = "600s"
   }
 
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
-    max_delivery_attempts = var.max_delivery_attempts
-  }
-
-  # The service agent must hold its roles before Pub/Sub accepts the dead-letter policy's use.
-  depends_on = [
-    google_pubsub_topic_iam_member.dead_letter_publisher_pubsub_agent,
-  ]
+  # No dead_letter_policy, on purpose: Pub/Sub counts every nack, lapsed lease and restart as a
+  # delivery attempt, so a long BigQuery outage would move good trades to the dead-letter topic
+  # after max_delivery_attempts. Good trades stay here until BigQuery takes them; the consumer
+  # dead-letters poison itself (publish with the reason, then ack).
 }
 
 resource "google_pubsub_subscription" "gaps_bq" {
@@ -127,17 +128,11 @@ resource "google_pubsub_subscription" "gaps_bq" {
     maximum_backoff = "600s"
   }
 
-  dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.dead_letter.id
-    max_delivery_attempts = var.max_delivery_attempts
-  }
-
-  depends_on = [
-    google_pubsub_topic_iam_member.dead_letter_publisher_pubsub_agent,
-  ]
+  # No dead_letter_policy: see trades_bq.
 }
 
-# Where dead letters wait for a human (or a replay tool). Retained for the maximum seven days.
+# Where dead letters wait for a human and `consumer replay` (which reads this subscription by
+# default). Seven days, acked ones included, so a replay can be repeated after a seek.
 resource "google_pubsub_subscription" "dead_letter" {
   name  = local.dead_letter_subscription_name
   topic = google_pubsub_topic.dead_letter.id

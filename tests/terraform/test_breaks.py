@@ -107,12 +107,12 @@ BREAKS = [
         "test_compute.py::test_vms_have_no_external_ip",
     ),
     (
-        "subscription without dead-letter policy",
+        "dead-letter policy back on the trade subscription",
         "pubsub.tf",
+        "  # No dead_letter_policy, on purpose:",
         "  dead_letter_policy {\n    dead_letter_topic     = google_pubsub_topic.dead_letter.id\n"
-        "    max_delivery_attempts = var.max_delivery_attempts\n  }\n",
-        "",
-        "test_pubsub.py::test_consumer_subscriptions_have_dead_letter_retry_and_retention",
+        "    max_delivery_attempts = 10\n  }\n\n  # No dead_letter_policy, on purpose:",
+        "test_pubsub.py::test_consumer_subscriptions_keep_good_trades_until_bigquery_takes_them",
     ),
     (
         "schema from a copied proto",
