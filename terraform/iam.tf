@@ -105,25 +105,8 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher_consumer" {
   member = "serviceAccount:${google_service_account.consumer.email}"
 }
 
-# Pub/Sub service agent: forward messages past max_delivery_attempts to the dead-letter topic
-# (publisher there) and ack them on the source subscriptions (subscriber there).
-resource "google_pubsub_topic_iam_member" "dead_letter_publisher_pubsub_agent" {
-  topic  = google_pubsub_topic.dead_letter.id
-  role   = "roles/pubsub.publisher"
-  member = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "trades_subscriber_pubsub_agent" {
-  subscription = google_pubsub_subscription.trades_bq.id
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
-}
-
-resource "google_pubsub_subscription_iam_member" "gaps_subscriber_pubsub_agent" {
-  subscription = google_pubsub_subscription.gaps_bq.id
-  role         = "roles/pubsub.subscriber"
-  member       = local.pubsub_service_agent
-}
+# No grant to the Pub/Sub service agent: no subscription has a dead-letter policy (pubsub.tf says
+# why), so the agent forwards nothing.
 
 # --- BigQuery -----------------------------------------------------------------------------------
 # Consumer: appends trades and gaps through the Storage Write API, which needs

@@ -33,10 +33,6 @@ locals {
     batch    = "${local.image_base}/batch@${var.batch_image_digest}"
   }
 
-  # The Pub/Sub service agent: it moves undeliverable messages to the dead-letter topic and so
-  # needs publish on that topic and subscribe on the source subscriptions.
-  pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-
   # The Composer service agent must be allowed to act for the environment's own service account.
   composer_service_agent = "serviceAccount:service-${data.google_project.this.number}@cloudcomposer-accounts.iam.gserviceaccount.com"
 

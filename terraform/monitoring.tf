@@ -112,8 +112,8 @@ resource "google_monitoring_alert_policy" "trade_gaps" {
   }
 }
 
-# Dead letters: any message Pub/Sub forwarded after max_delivery_attempts, or that the consumer
-# dead-lettered itself, is waiting on the dead-letter subscription.
+# Dead letters: a message the consumer dead-lettered (poison: it failed our checks or BigQuery
+# named its row) is waiting on the dead-letter subscription.
 resource "google_monitoring_alert_policy" "dead_letters" {
   display_name          = "binance-pipeline: messages dead-lettered"
   combiner              = "OR"

@@ -255,17 +255,6 @@ variable "subscription_ack_deadline_seconds" {
   }
 }
 
-variable "max_delivery_attempts" {
-  description = "Deliveries of one message before Pub/Sub moves it to the dead-letter topic."
-  type        = number
-  default     = 10
-
-  validation {
-    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
-    error_message = "max_delivery_attempts must be between 5 and 100 (Pub/Sub limits)."
-  }
-}
-
 variable "composer_image_version" {
   description = "Cloud Composer 3 image version. Composer 3 runs Airflow 2 by default; the DAG is written to run on Airflow 2 and 3."
   type        = string

@@ -435,7 +435,7 @@ def _failures(findings: list[Finding], component: str | None = None, rule: str |
 
 
 # --- The proof on the tree -----------------------------------------------------------------------
-COMPONENTS = ["producer", "consumer", "batch", "composer", "composer_service_agent", "pubsub_service_agent", "subscriber"]
+COMPONENTS = ["producer", "consumer", "batch", "composer", "composer_service_agent", "subscriber"]
 
 
 def test_the_table_has_every_component(table):
@@ -600,7 +600,7 @@ def test_every_call_is_sourced_and_names_real_resources(tf, table):
     for comp, call in _calls(table):
         assert call["source"] in sources, f"{comp}: {call['api']}: unknown source {call['source']}"
         assert call.get("behaviour", "airflow-op") in sources
-        assert call.get("where", "cloud") in ("cloud", "emulator", "platform")
+        assert call.get("where", "cloud") in ("cloud", "emulator", "platform", "operator")
         assert call.get("permissions") or call.get("role") or call.get("where") == "platform", call
         for resource in call["resources"]:
             k, _, name = resource.partition("/")

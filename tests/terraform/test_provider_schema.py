@@ -435,7 +435,7 @@ def test_a_break_in_a_copy_is_reported(tf_dir, schema, tmp_path, what, file, old
 def test_a_misspelled_reference_in_a_copy_is_reported(tf_dir, schema, tmp_path):
     copy = _copy(tf_dir, tmp_path)
     assert not check_references(copy, schema)
-    _break(copy / "main.tf", "data.google_project.this.number}@gcp-sa-pubsub", "data.google_project.this.numbr}@gcp-sa-pubsub")
+    _break(copy / "main.tf", "data.google_project.this.number}@cloudcomposer", "data.google_project.this.numbr}@cloudcomposer")
     found = check_references(copy, schema)
     assert any("google_project has no attribute numbr (did you mean number?)" in p for p in found), found
     _break(copy / "outputs.tf", "pipeline.config[0].airflow_uri", "pipeline.config[0].airflow_url")
