@@ -19,6 +19,12 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// ("from 2 minutes to 3 days", `rest-api.md` "LIMITS").
 pub const DEFAULT_BAN: Duration = Duration::from_secs(120);
 
+/// Longest wait a `Retry-After` is taken for: Binance's longest IP ban ("from 2 minutes to 3
+/// days", `rest-api.md` "LIMITS"). A larger value (a broken proxy, `18446744073709551615`) is
+/// cut to this, so that callers can add any wait to an `Instant` (`Instant + Duration` panics on
+/// overflow) and a budget is never blocked for ever.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+
 /// What a response means for the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -114,7 +120,8 @@ pub fn used_weight(headers: &HeaderMap) -> Option<u32> {
         .ok()
 }
 
-/// `Retry-After` in seconds (the form Binance sends), when present and numeric.
+/// `Retry-After` in seconds (the form Binance sends), when present and numeric, at most
+/// [`MAX_RETRY_AFTER`].
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -123,7 +130,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse()
         .ok()?;
-    Some(Duration::from_secs(secs))
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// The start of a body, for messages (at most 200 bytes, lossy UTF-8).
@@ -229,6 +236,30 @@ mod tests {
         let mut r = HeaderMap::new();
         r.insert(RETRY_AFTER, HeaderValue::from_static("3"));
         assert_eq!(retry_after(&r), Some(Duration::from_secs(3)));
+    }
+
+    /// Found by fuzzing (`docs/fuzzing.md`): a `Retry-After` of `u64::MAX` seconds was passed
+    /// on as is, and the producer's `Instant::now() + wait` panicked on it.
+    #[test]
+    fn a_huge_retry_after_is_capped_so_callers_can_add_it_to_an_instant() {
+        for (status, value) in [
+            (429, "18446744073709551615"),
+            (418, " 9223372036854775807 "),
+        ] {
+            let wait = match classify(status, &headers(&[("retry-after", value)]), b"") {
+                Outcome::RetryAfter { wait, .. } | Outcome::Banned { wait, .. } => wait,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(wait, MAX_RETRY_AFTER);
+            assert!(std::time::Instant::now().checked_add(wait).is_some());
+        }
+        // At and below the cap the header is taken as it is.
+        let three_days = headers(&[("retry-after", "259200")]);
+        assert_eq!(retry_after(&three_days), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "259199")])),
+            Some(MAX_RETRY_AFTER - Duration::from_secs(1))
+        );
     }
 
     #[test]
