@@ -26,7 +26,9 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // One subcommand, so the consumer's own flags stay at the top level (and in its --help).
     if std::env::args_os().nth(1).is_some_and(|a| a == "replay") {
-        let args = ReplayArgs::parse_from(std::env::args_os().skip(1));
+        let argv = std::iter::once(std::ffi::OsString::from("consumer replay"))
+            .chain(std::env::args_os().skip(2));
+        let args = ReplayArgs::parse_from(argv);
         logging::init(args.log_format, "consumer-replay");
         on_signal(shutdown.clone())?;
         let summary = consumer::replay::run(&args, shutdown).await?;

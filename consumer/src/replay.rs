@@ -61,7 +61,8 @@ const LEASE: Duration = Duration::from_secs(10);
 /// Pulls --subscription (on the dead-letter topic) and republishes each letter whose reason was
 /// chosen (--reason, repeatable, or --all-reasons) with its original payload, attributes (minus
 /// reason, reason_detail, subscription, original_message_id, original_ordering_key and Pub/Sub's
-/// CloudPubSubDeadLetter*) and ordering key. A letter is acked only after Pub/Sub acknowledged its
+/// CloudPubSubDeadLetter*; an original kept as original_attribute_NAME gets its name back) and
+/// ordering key. A letter is acked only after Pub/Sub acknowledged its
 /// republish; the others are left on the subscription. Stops when no letter came for --idle and
 /// prints what it did, by reason. Start with --dry-run: it prints the counts and changes nothing.
 #[derive(Debug, Clone, Parser)]

@@ -1,5 +1,5 @@
-//! The `consumer` binary as a process: `--help`/`--version`, and SIGTERM with a half-full
-//! batch (everything pulled lands in BigQuery, exit code 0 within the deadline).
+//! The `consumer` binary as a process: `--help`/`--version`, `consumer replay --help`, and SIGTERM
+//! with a half-full batch (everything pulled lands in BigQuery, exit code 0 within the deadline).
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -31,11 +31,45 @@ fn help_names_every_setting_and_its_environment_variable() {
         "LOG_FORMAT",
         "BATCH_MAX_ROWS",
         "SHUTDOWN_DEADLINE",
+        "STUCK_AFTER",
+        "REFUSED_RETRY_MAX",
+        "PULL_SILENCE",
+        "consumer replay --help",
     ] {
         assert!(help.contains(env), "--help does not mention {env}");
     }
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("consumer "));
+}
+
+#[test]
+fn replay_is_a_subcommand_with_its_own_help_and_insists_on_a_reason() {
+    let out = Command::new(BIN)
+        .args(["replay", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "Usage: consumer replay",
+        "--dry-run",
+        "--reason <REASON>",
+        "--all-reasons",
+        "--create-subscription",
+        "[default: binance-trades-dead-letter-sub]",
+    ] {
+        assert!(
+            help.contains(needle),
+            "replay --help lacks {needle:?}:\n{help}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["replay", "--project", "p"])
+        .env_remove("REPLAY_REASONS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reason"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
