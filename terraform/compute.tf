@@ -144,7 +144,7 @@ resource "google_compute_instance" "producer" {
 
 # ---------------------------------------------------------------------------------------------
 # Consumer: a regional managed instance group. Chosen over a Cloud Run worker pool because the
-# MIG gives autohealing on the consumer's own /healthz (a wedged streaming pull is replaced, not
+# MIG gives autohealing on the consumer's own /livez (a wedged streaming pull is replaced, not
 # only a crashed process), autoscaling on the subscription's backlog, and the same COS + systemd
 # runtime as the producer; worker pools were still new in the provider when this was written.
 resource "google_compute_instance_template" "consumer" {
@@ -206,8 +206,11 @@ resource "google_compute_instance_template" "consumer" {
   }
 }
 
+# Autohealing probes /livez, not /healthz: /healthz is 503 for a BigQuery outage too (rows held,
+# nothing acked), and recreating VMs cannot fix BigQuery, it only churns; /livez is 503 only for
+# what a new process can fix (a streaming pull silent across a reopen). /healthz feeds alerts.
 resource "google_compute_health_check" "consumer" {
-  name                = "binance-consumer-healthz"
+  name                = "binance-consumer-livez"
   check_interval_sec  = 10
   timeout_sec         = 5
   healthy_threshold   = 2
@@ -215,7 +218,7 @@ resource "google_compute_health_check" "consumer" {
 
   http_health_check {
     port         = local.metrics_ports.consumer
-    request_path = "/healthz"
+    request_path = "/livez"
   }
 
   log_config {
@@ -232,7 +235,7 @@ resource "google_compute_region_instance_group_manager" "consumer" {
     instance_template = google_compute_instance_template.consumer.id
   }
 
-  # Replace an instance whose /healthz fails; give a new one time to pull the image and start.
+  # Replace an instance whose /livez fails; give a new one time to pull the image and start.
   auto_healing_policies {
     health_check      = google_compute_health_check.consumer.id
     initial_delay_sec = 180

@@ -120,20 +120,6 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   notification_channels = local.notification_channels
 
   conditions {
-    display_name = "dead-lettered by Pub/Sub from ${local.trade_subscription_name}"
-    condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.trades_bq.name}\" AND metric.type = \"pubsub.googleapis.com/subscription/dead_letter_message_count\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
-      }
-    }
-  }
-
-  conditions {
     display_name = "messages waiting on ${local.dead_letter_subscription_name}"
     condition_threshold {
       filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.dead_letter.name}\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
@@ -148,7 +134,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   }
 
   documentation {
-    content   = "Messages reached ${local.dead_letter_topic_name}. Pull them from ${local.dead_letter_subscription_name}; the consumer sets the reason as a message attribute."
+    content   = "Messages reached ${local.dead_letter_topic_name}: poison the consumer refused (our own checks, or a row BigQuery named in a row error), each with its reason as the `reason` attribute. Count them by reason without changing anything: consumer replay --project PROJECT --dry-run. If a fix made them acceptable (e.g. rejected_by_bigquery after a schema fix), bring them back: consumer replay --reason REASON (consumer/README.md). True poison (undecodable, invalid_value) stays."
     mime_type = "text/markdown"
   }
 }
@@ -367,6 +353,80 @@ resource "google_monitoring_alert_policy" "producer_state_file_failing" {
 
   documentation {
     content   = "For 15 minutes the producer could not write /var/lib/binance-pipeline/producer/resume.json on the VM (disk full or read-only; producer_state_write_failures_total counts the failures). Trades still flow. A restart now would resume from the last point written (more backfill, nothing lost) or at the exchange's latest id if none was ever written, leaving the downtime to the daily reconciliation. On the VM: df -h /var/lib/binance-pipeline, dmesg for a read-only remount, journalctl -u producer. A state file set aside at start (producer_state_file_set_aside_total) is explained in producer/README.md."
+    mime_type = "text/markdown"
+  }
+}
+
+# The consumer is in outage mode: BigQuery refuses its appends as a whole (schema drift, missing
+# table or dataset, permission denied). Rows are held, nothing is acked or dead-lettered, and the
+# backlog waits in Pub/Sub (7 days).
+resource "google_monitoring_alert_policy" "consumer_appends_refused" {
+  display_name          = "binance-pipeline: BigQuery refuses the consumer's appends"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "increase of consumer_append_refused_total, by table and code"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        sum by (table, code) (increase(consumer_append_refused_total[5m])) > 0
+      EOT
+      duration                  = "60s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "BigQuery refused AppendRows requests as a whole (the code label says how: NOT_FOUND for a missing table or dataset, PERMISSION_DENIED, INVALID_ARGUMENT for a schema that no longer matches the Trade message). The consumer holds those rows, acks and dead-letters nothing, retries every minute at most and answers 503 on /healthz; the trades wait on the subscription (7 days). The consumer log at ERROR quotes BigQuery's reason. Fix the table (terraform apply restores schemas; ALTER TABLE back a dropped column) or the grant (dataEditor on market.trades_raw and market.gaps); the consumer recovers by itself, nothing lost."
+    mime_type = "text/markdown"
+  }
+}
+
+# Appends failing for long (any reason, transient ones included): data is late and piling up.
+resource "google_monitoring_alert_policy" "consumer_stuck" {
+  display_name          = "binance-pipeline: consumer appends failing for ${var.consumer_stall_minutes} min"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "consumer_stuck_seconds above ${var.consumer_stall_minutes} min, by table"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        max by (table) (consumer_stuck_seconds) > ${var.consumer_stall_minutes * 60}
+      EOT
+      duration                  = "60s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "For ${var.consumer_stall_minutes} minutes the consumer has held rows whose appends keep failing (transient errors: BigQuery unavailable, deadline exceeded, quota; or a refusal, see the refused-appends alert). Nothing is acked meanwhile, so nothing is lost; trades are late. Check BigQuery's status, the consumer log (AppendRows errors), consumer_append_retries_total."
+    mime_type = "text/markdown"
+  }
+}
+
+# The trade subscription's streaming pull stays silent across a reopen: Pub/Sub or the producer.
+resource "google_monitoring_alert_policy" "consumer_pull_silent" {
+  display_name          = "binance-pipeline: consumer receives no trades for 5 min"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "consumer_pull_silent at 1, by instance"
+    condition_prometheus_query_language {
+      query                     = <<-EOT
+        max by (instance) (consumer_pull_silent{table="trades_raw"}) >= 1
+      EOT
+      duration                  = "300s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "A consumer instance got no trade from its streaming pull for --pull-silence, reopened it, and still gets none. BTCUSDT alone trades ~35 times a second, so either the producer publishes nothing (the no-trades-published and producer alerts say so) or the pull is wedged (Pub/Sub status, Private Google Access on the subnet). The group's autohealer (/livez) replaces an instance whose pull stays silent."
     mime_type = "text/markdown"
   }
 }
