@@ -564,7 +564,9 @@ async fn a_bigquery_outage_mid_stream_is_retried_and_loses_nothing() {
         second.iter().map(trade_message).collect(),
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Down for longer than two leases (10 s ack deadline, 10 s extensions): the held rows' leases
+    // are extended meanwhile, and whatever Pub/Sub redelivers anyway lands once.
+    tokio::time::sleep(Duration::from_secs(25)).await;
     let during = metrics.snapshot(Table::Trades);
     assert_eq!(
         during.rows_appended, 30,
