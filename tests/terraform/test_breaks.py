@@ -93,6 +93,20 @@ BREAKS = [
         "test_iam.py::test_no_primitive_roles",
     ),
     (
+        "a latest default on an image",
+        "variables.tf",
+        'variable "producer_image_digest" {\n',
+        'variable "producer_image_digest" {\n  default     = "latest"\n',
+        "test_compute.py::test_images_come_from_the_contract_repository",
+    ),
+    (
+        "an image by tag",
+        "main.tf",
+        '"${local.image_base}/producer@${var.producer_image_digest}"',
+        '"${local.image_base}/producer:latest"',
+        "test_compute.py::test_images_come_from_the_contract_repository",
+    ),
+    (
         "primitive role on a dataset",
         "iam.tf",
         'role       = "roles/bigquery.dataEditor"',
