@@ -19,7 +19,7 @@
    request, each DML, each load) bqemulator copies the WHOLE table into a snapshot table
    (`CREATE TABLE ... AS SELECT * FROM`, for `FOR SYSTEM_TIME AS OF`) and keeps it for
    `time_travel_retention_days` (7). With the consumer appending a batch every few hundred rows,
-   memory and CPU grow with (appends x table size): the chaos soak (x30, ~1,300 trades/s) drove
+   memory and CPU grow with (appends x table size): the chaos soak (x30, ~1,100 trades/s) drove
    the emulator from 170 MB to 2.9 GB in 200 s and to 17 GB in 12 minutes, when the machine ran
    out of memory. Real BigQuery keeps time travel without such a cost, and nothing of ours reads
    `FOR SYSTEM_TIME AS OF`, so automatic snapshots are skipped; `CREATE SNAPSHOT TABLE` (a

@@ -13,7 +13,7 @@
 //!
 //! `CHAOS_SECS` (default 100) sets how long faults are injected and `CHAOS_RATE_MULTIPLIER`
 //! (default 1, ~43 trades/s) the simulator's rate: `scripts/soak` runs ~17 minutes at x30
-//! (~1,070 trades/s, over 1,000,000 trades). The producer's and consumer's resident memory is
+//! (~1,150 trades/s, over 1,000,000 trades). The producer's and consumer's resident memory is
 //! sampled throughout; its peak is printed and must stay within `CHAOS_MAX_RSS_MIB` (default
 //! 256 MiB) for each process. `CHAOS_MALFORMED_RATIO` (default 0.01) sets the share of malformed
 //! frames: each one is a missing trade the producer must backfill over `historicalTrades`
