@@ -15,8 +15,8 @@
 //! (default 1, ~43 trades/s) the simulator's rate: `scripts/soak` runs ~17 minutes at x30
 //! (~1,150 trades/s, over 1,000,000 trades). The producer's and consumer's resident memory is
 //! sampled throughout; its peak is printed and must stay within `CHAOS_MAX_RSS_MIB` (default
-//! 256 MiB) for each process. `CHAOS_MALFORMED_RATIO` (default 0.01) sets the share of malformed
-//! frames: each one is a missing trade the producer must backfill over `historicalTrades`
+//! 256 MiB) for each process. `CHAOS_MALFORMED_RATIO` (default 0.01 divided by the rate
+//! multiplier) sets the share of malformed frames: each one is a missing trade the producer must backfill over `historicalTrades`
 //! (weight 25 of 6,000 a minute, so ~4 calls a second at best, one call per gap today), so the
 //! soak keeps the x1 mix's ~0.4 malformed frames a second rather than 1% of ~1,300 trades/s.
 
@@ -289,7 +289,11 @@ async fn wait_until_complete(w: &Warehouse, market: &str, due: &Due, timeout: Du
 
 /// Holds the view against Binance's record: every due id once, exact values, nothing else.
 /// `Err` lists what is wrong (missing ranges, extra or differing rows).
+/// It reads Binance's record over historicalTrades (weight 25 a page of 1,000; a soak's million
+/// trades is ~27,500 weight, above the simulator's 6,000 a minute), so it lifts the simulator's
+/// weight limit: every caller has stopped the producer, so nothing measured depends on it.
 async fn check(w: &Warehouse, market: &str, sim: &SimApi, due: &Due) -> Result<usize, Vec<String>> {
+    sim.faults(json!({"weight_limit": 100_000_000})).await;
     let rows = view_rows(w, market).await;
     let mut problems = Vec::new();
     let mut total = 0;
@@ -458,7 +462,14 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(256);
-    let malformed = std::env::var("CHAOS_MALFORMED_RATIO").unwrap_or_else(|_| "0.01".into());
+    // 1% of frames at x1, the same number a second at a higher multiplier.
+    let malformed = std::env::var("CHAOS_MALFORMED_RATIO").unwrap_or_else(|_| {
+        (0.01
+            / rate
+                .parse::<f64>()
+                .expect("CHAOS_RATE_MULTIPLIER is a number"))
+        .to_string()
+    });
     let rss = RssPeaks::default();
     rss.start();
     let (mut sim_proc, sim_addr) = start_sim(&[
@@ -514,10 +525,6 @@ async fn under_chaos_the_trades_view_holds_every_due_trade_once_with_exact_value
 
     // Stop the producer: it flushes what it holds. Everything produced before this was due.
     let due = stop_the_producer(&mut producer, &sim, &n).await;
-    // The check reads Binance's record over historicalTrades (weight 25 a page of 1,000): over a
-    // million trades is ~27,500 weight, above the simulator's 6,000 a minute. The producer is
-    // stopped, so lifting the limit for the checker changes nothing the test measures.
-    sim.faults(json!({"weight_limit": 100_000_000})).await;
 
     eprintln!("chaos: producer stopped after {:?}", start.elapsed());
     let w = Warehouse::connect(&warehouse_target(&bq)).await.unwrap();
