@@ -68,6 +68,8 @@ async fn client(t: GcpTarget, dataset: String, n: usize) {
         assert_eq!(count, (round + 1) * ROWS, "client {n} round {round}");
         w.execute(&format!("DROP TABLE {scratch}")).await.unwrap();
     }
+    // Every append of the run went over one long-lived AppendRows connection.
+    assert_eq!(writer.connections_opened(), 1, "client {n}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -226,4 +226,27 @@ async fn an_append_to_a_missing_table_is_rejected_not_retried() {
         gcp::bigquery::write::Disposition::Reject,
         "{err}"
     );
+    // The refused table's connection is not reused; the writer goes on to other tables.
+    let (warehouse, ds) = fresh_warehouse(&target).await;
+    let good = table_path(PROJECT, &ds.market, tables::TRADES_RAW);
+    for id in 0..3 {
+        writer
+            .append(
+                &good,
+                &descriptor,
+                vec![trade(id, "1", "1", true).encode_to_vec()],
+            )
+            .await
+            .unwrap();
+    }
+    let raw = warehouse
+        .query(&format!(
+            "SELECT COUNT(*) AS n FROM `{PROJECT}.{}.trades_raw`",
+            ds.market
+        ))
+        .await
+        .unwrap();
+    assert_eq!(raw[0].get::<i64>("n").unwrap(), 3);
+    // One connection for the refused table, one for all three appends to the good one.
+    assert_eq!(writer.connections_opened(), 2);
 }

@@ -1,15 +1,40 @@
 //! Storage Write API appends of proto rows (the encoded `Trade`/`Gap` bytes, unchanged).
 //!
-//! We use the community `gcloud-bigquery` client here: the official one (0.19) writes Arrow only
-//! and omits `write_stream` after the first request on a connection, which bqemulator rejects
-//! (see `shared/LOCAL-EMULATORS.md`). An append either returns `Ok` (BigQuery durably has every
-//! row of the request) or an [`AppendError`] whose [`Disposition`] says what to do next.
+//! We use the community `gcloud-bigquery` client's gRPC plumbing here: the official one (0.19)
+//! writes Arrow only and omits `write_stream` after the first request on a connection, which
+//! bqemulator rejects (see `docs/local-emulators.md`). An append either returns `Ok` (BigQuery
+//! durably has every row of the request) or an [`AppendError`] whose [`AppendError::disposition`]
+//! says what to do next.
+//!
+//! Connections: one long-lived `AppendRows` connection per table, reused for every append, as
+//! Google's best practices ask ("use one connection for as many data writes as possible; don't
+//! open and close streams for many small writes",
+//! <https://cloud.google.com/bigquery/docs/write-api-best-practices#connection_pool_management>).
+//! The default stream's name is fixed (`<table>/streams/_default`), so no `GetWriteStream` call
+//! is needed either. Each request carries `write_stream` and the schema (the API allows both on
+//! any request; bqemulator needs `write_stream` on every one). One request is outstanding per
+//! connection at a time, so the next response is the answer to it. A connection is put back only
+//! after a clean answer: an error, a timeout (the caller dropping the future) or a connection the
+//! server closed while idle makes the next append open a fresh one.
 
-use futures::StreamExt as _;
-use gcloud_bigquery::client::{Client, ClientConfig};
-use gcloud_bigquery::storage_write::AppendRowsRequestBuilder;
-use gcloud_gax::grpc::{Code, Status};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::FutureExt as _;
+use futures::SinkExt as _;
+use futures::channel::mpsc;
+use gcloud_bigquery::client::google_cloud_auth::{
+    project::Config, token::DefaultTokenSourceProvider,
+};
+use gcloud_bigquery::grpc::apiv1::conn_pool::{AUDIENCE, ConnectionManager, SCOPES};
+use gcloud_gax::conn::{ConnectionOptions, Environment};
+use gcloud_gax::grpc::{Code, Status, Streaming};
+use gcloud_googleapis::cloud::bigquery::storage::v1::append_rows_request::{ProtoData, Rows};
 use gcloud_googleapis::cloud::bigquery::storage::v1::append_rows_response::Response;
+use gcloud_googleapis::cloud::bigquery::storage::v1::{
+    AppendRowsRequest, AppendRowsResponse, ProtoRows, ProtoSchema,
+};
 use prost_types::DescriptorProto;
 
 use crate::GcpTarget;
@@ -89,21 +114,46 @@ pub fn classify(code: Code) -> Disposition {
     }
 }
 
-/// Appends proto rows to tables through the default stream.
+/// gRPC channels to the Storage Write service; appends to one table share one connection, so
+/// two are plenty (trades and gaps).
+const CHANNELS: usize = 2;
+
+/// One open `AppendRows` connection: requests go into `requests`, answers come from `responses`
+/// in the same order.
+struct Connection {
+    requests: mpsc::Sender<AppendRowsRequest>,
+    responses: Streaming<AppendRowsResponse>,
+}
+
+impl Connection {
+    /// Whether the server has ended this connection while it sat idle (nothing is outstanding,
+    /// so anything ready now is its end or an error).
+    fn ended(&mut self) -> bool {
+        self.responses.message().now_or_never().is_some()
+    }
+}
+
+/// Appends proto rows to tables through their default streams, one long-lived connection per
+/// table.
 pub struct StorageWriter {
-    client: Client,
+    connections: ConnectionManager,
+    idle: Mutex<HashMap<String, Connection>>,
+    opened: AtomicU64,
 }
 
 impl StorageWriter {
     /// Connects to BigQuery (the emulator when the target has a gRPC endpoint).
     pub async fn connect(target: &GcpTarget) -> Result<Self, ConnectError> {
-        let config = match (&target.bigquery_grpc_endpoint, &target.bigquery_endpoint) {
-            (Some(grpc), Some(rest)) => ClientConfig::new_with_emulator(grpc, rest.clone()),
+        let environment = match (&target.bigquery_grpc_endpoint, &target.bigquery_endpoint) {
+            (Some(grpc), Some(_rest)) => Environment::Emulator(grpc.clone()),
             (None, None) => {
-                let (config, _project) = ClientConfig::new_with_auth()
+                let config = Config::default()
+                    .with_audience(AUDIENCE)
+                    .with_scopes(&SCOPES);
+                let tokens = DefaultTokenSourceProvider::new(config)
                     .await
                     .map_err(|e| ConnectError(e.to_string()))?;
-                config
+                Environment::GoogleCloud(Box::new(tokens))
             }
             _ => {
                 return Err(ConnectError(
@@ -111,52 +161,120 @@ impl StorageWriter {
                 ));
             }
         };
-        let client = Client::new(config)
+        // No request timeout: it would cut the long-lived connection; the caller bounds each
+        // append with its own deadline.
+        let options = ConnectionOptions {
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            ..ConnectionOptions::default()
+        };
+        let connections = ConnectionManager::new(CHANNELS, &environment, &options)
             .await
             .map_err(|e| ConnectError(e.to_string()))?;
-        Ok(Self { client })
+        Ok(Self {
+            connections,
+            idle: Mutex::new(HashMap::new()),
+            opened: AtomicU64::new(0),
+        })
+    }
+
+    /// How many `AppendRows` connections this writer has opened or tried to (one per table in a
+    /// healthy run; each failed append costs one more).
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// Appends encoded rows to `table` (see [`super::table_path`]) through its default stream,
     /// in one request. `Ok` means BigQuery acknowledged every row.
+    ///
+    /// Cancel-safe in the sense that matters: dropping the future (a timeout) drops the
+    /// connection with it, so no later append reads this request's answer.
     pub async fn append(
         &self,
         table: &str,
         descriptor: &DescriptorProto,
         rows: Vec<Vec<u8>>,
     ) -> Result<(), AppendError> {
-        let stream = self
-            .client
-            .default_storage_writer()
-            .create_write_stream(table)
-            .await?;
-        let request = AppendRowsRequestBuilder::new(descriptor.clone(), rows);
-        let mut responses = stream.append_rows(vec![request]).await?;
-        let mut answered = false;
-        while let Some(response) = responses.next().await {
-            let response = response?;
-            answered = true;
-            if !response.row_errors.is_empty() {
-                return Err(AppendError::RowErrors(
-                    response
-                        .row_errors
-                        .into_iter()
-                        .map(|e| (e.index, e.message))
-                        .collect(),
-                ));
+        let request = AppendRowsRequest {
+            write_stream: format!("{table}/streams/_default"),
+            rows: Some(Rows::ProtoRows(ProtoData {
+                writer_schema: Some(ProtoSchema {
+                    proto_descriptor: Some(descriptor.clone()),
+                }),
+                rows: Some(ProtoRows {
+                    serialized_rows: rows,
+                }),
+            })),
+            ..AppendRowsRequest::default()
+        };
+        let mut connection = match self.take_idle(table) {
+            Some(mut c) => {
+                c.requests
+                    .send(request)
+                    .await
+                    .map_err(|_| AppendError::NoResponse)?;
+                c
             }
-            if let Some(Response::Error(status)) = response.response {
-                return Err(AppendError::Rpc {
-                    code: Code::from_i32(status.code),
-                    message: status.message,
-                });
-            }
+            None => self.open(request).await?,
+        };
+        let response = connection.responses.message().await?;
+        let response = response.ok_or(AppendError::NoResponse)?;
+        if !response.row_errors.is_empty() {
+            return Err(AppendError::RowErrors(
+                response
+                    .row_errors
+                    .into_iter()
+                    .map(|e| (e.index, e.message))
+                    .collect(),
+            ));
         }
-        if answered {
-            Ok(())
-        } else {
-            Err(AppendError::NoResponse)
+        if let Some(Response::Error(status)) = response.response {
+            return Err(AppendError::Rpc {
+                code: Code::from_i32(status.code),
+                message: status.message,
+            });
         }
+        self.idle
+            .lock()
+            .expect("idle connections lock")
+            .insert(table.to_owned(), connection);
+        Ok(())
+    }
+
+    /// The table's idle connection, unless the server has closed it meanwhile.
+    fn take_idle(&self, table: &str) -> Option<Connection> {
+        let mut connection = self
+            .idle
+            .lock()
+            .expect("idle connections lock")
+            .remove(table)?;
+        if connection.ended() {
+            tracing::debug!(
+                table,
+                "the AppendRows connection was closed while idle; reopening"
+            );
+            return None;
+        }
+        Some(connection)
+    }
+
+    /// Opens a connection with `first` as its first request. The request is queued before the
+    /// call is made: a server may hold its response headers until it has read one.
+    async fn open(&self, first: AppendRowsRequest) -> Result<Connection, AppendError> {
+        let (mut requests, outgoing) = mpsc::channel(1);
+        requests
+            .try_send(first)
+            .expect("a new channel has room for one request");
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        let responses = self
+            .connections
+            .writer()
+            .append_rows(outgoing)
+            .await?
+            .into_inner();
+        Ok(Connection {
+            requests,
+            responses,
+        })
     }
 }
 
