@@ -101,6 +101,8 @@ pub struct Settings {
     pub reconnect_max: Duration,
     /// Websocket handshake timeout.
     pub connect_timeout: Duration,
+    /// Shortest time between two reads of a socket that found nothing waiting.
+    pub read_coalesce: Duration,
     /// Connection attempts per 5 minutes.
     pub max_attempts: u32,
     /// Flush deadline at shutdown.
@@ -242,6 +244,7 @@ impl Settings {
             reconnect_min: a.reconnect_min,
             reconnect_max: a.reconnect_max,
             connect_timeout: Duration::from_secs(10),
+            read_coalesce: a.read_coalesce,
             max_attempts: a.max_attempts,
             shutdown_deadline: a.shutdown_deadline,
             state_file: a
@@ -737,6 +740,7 @@ impl Hub {
             connect_timeout: settings.connect_timeout,
             backoff_min: settings.reconnect_min,
             backoff_max: settings.reconnect_max,
+            read_coalesce: settings.read_coalesce,
         });
         Self {
             supervisor: Supervisor::new(settings.supervisor, n, Instant::now()),

@@ -119,9 +119,17 @@ pub struct RunArgs {
     /// Pub/Sub batching: bytes per batch (Pub/Sub allows at most 10 MB).
     #[arg(long, env = "PRODUCER_BATCH_BYTES", default_value_t = 1_000_000)]
     pub batch_bytes: u32,
-    /// Pub/Sub batching: longest wait before a batch is sent.
-    #[arg(long, env = "PRODUCER_BATCH_DELAY", default_value = "10ms", value_parser = parse_duration)]
+    /// Pub/Sub batching: longest wait before a batch is sent. A request carries one ordering key
+    /// (symbol), so at Binance's rates this window sets the publish RPCs per second, and they
+    /// are most of the producer's CPU; 20 ms was the widest that kept exchange->published p99
+    /// within 100 ms (BENCHMARKS.md).
+    #[arg(long, env = "PRODUCER_BATCH_DELAY", default_value = "20ms", value_parser = parse_duration)]
     pub batch_delay: Duration,
+    /// Read each socket at most this often (0: as every frame arrives). Frames that arrive in
+    /// between wait in the kernel and are handled together, so one wake-up carries many trades;
+    /// the delay it adds is at most this long.
+    #[arg(long, env = "PRODUCER_READ_COALESCE", default_value = "10ms", value_parser = parse_duration)]
+    pub read_coalesce: Duration,
     /// Trades queued for Pub/Sub at most; when full, reading from Binance pauses. With
     /// `--max-in-flight` this bounds the memory a Pub/Sub outage can take (~0.6 KB a message:
     /// the defaults hold ~15,000, ~9 MB, ~10 s of BTCUSDT's bursts).

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use binance::{Frame, FrameContext, ParseError, TimeUnit, parse_frame};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -95,6 +95,9 @@ pub struct ConnectionSpec {
     pub backoff_min: Duration,
     /// Cap on the retry delay.
     pub backoff_max: Duration,
+    /// After the socket has no frame waiting, sleep this long before reading it again (zero:
+    /// read as frames arrive).
+    pub read_coalesce: Duration,
 }
 
 /// The combined-stream URL for `symbols` on `base` (e.g. `wss://data-stream.binance.vision`).
@@ -230,6 +233,13 @@ pub async fn run_connection(
     let _ = events.send(ConnEvent::Closed { conn, reason }).await;
 }
 
+/// At the stop, frames already received are still handled until the socket is quiet this
+/// long, for at most [`STOP_DRAIN_LIMIT`] and [`STOP_DRAIN_FRAMES`] (bounds, so a socket that
+/// keeps delivering cannot hold the stop).
+const STOP_DRAIN_QUIET: Duration = Duration::from_millis(2);
+const STOP_DRAIN_LIMIT: Duration = Duration::from_millis(200);
+const STOP_DRAIN_FRAMES: usize = 100_000;
+
 async fn read_loop(
     conn: ConnId,
     spec: &ConnectionSpec,
@@ -241,44 +251,84 @@ async fn read_loop(
         let msg = tokio::select! {
             biased;
             _ = cancel.cancelled() => {
+                // Frames that reached us before the stop are handled, as they would have been
+                // without the coalescing rest; then no more reads. Reads wait a little (not
+                // `now_or_never`): the runtime learns that bytes arrived only when it polls
+                // the OS, which a read that never waits may not give it a chance to do.
+                let deadline = Instant::now() + STOP_DRAIN_LIMIT;
+                for _ in 0..STOP_DRAIN_FRAMES {
+                    let wait = STOP_DRAIN_QUIET.min(deadline.saturating_duration_since(Instant::now()));
+                    let Ok(msg) = tokio::time::timeout(wait, ws.next()).await else { break };
+                    if let Some(reason) = handle(conn, spec, msg, events).await {
+                        return reason;
+                    }
+                }
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
                 return "closed by the producer".into();
             }
             m = ws.next() => m,
         };
-        let event = match msg {
-            None => return "end of stream".into(),
-            Some(Err(e)) => return format!("read error: {e}"),
-            Some(Ok(Message::Close(frame))) => {
-                return match frame {
-                    Some(f) => format!("closed by the server: {} {}", f.code, f.reason),
-                    None => "closed by the server".into(),
-                };
-            }
-            Some(Ok(Message::Text(text))) => {
-                let ctx = FrameContext {
-                    receive_time_us: now_us(),
-                    time_unit: TimeUnit::Microsecond,
-                };
-                match parse_frame(text.as_str(), &ctx) {
-                    Ok(Frame::Trade(trade)) => match spec.symbols.get(trade.symbol.as_str()) {
-                        Some(&sym) => ConnEvent::Trade { conn, sym, trade },
-                        None => ConnEvent::Alive { conn },
-                    },
-                    Ok(Frame::ServerShutdown { .. }) => ConnEvent::ServerShutdown { conn },
-                    Ok(_) => ConnEvent::Alive { conn },
-                    Err(error) => ConnEvent::Malformed { conn, error },
-                }
-            }
-            // Ping: tungstenite has queued the pong with the same payload; it goes out on the
-            // next read. Pong, binary and raw frames only prove the socket alive.
-            Some(Ok(_)) => ConnEvent::Alive { conn },
-        };
-        // Not cancellable: a frame that was read reaches the hub (which drains at shutdown).
-        let sent = events.send(event).await;
-        if sent.is_err() {
-            return "the producer stopped".into();
+        if let Some(reason) = handle(conn, spec, msg, events).await {
+            return reason;
         }
+        if spec.read_coalesce.is_zero() {
+            continue;
+        }
+        // Everything already received is handled in this wake-up; then the socket rests, so
+        // the frames of the next interval arrive together. At Binance's rates a wake-up per
+        // frame cost more CPU than the frame (BENCHMARKS.md).
+        while let Some(msg) = ws.next().now_or_never() {
+            if let Some(reason) = handle(conn, spec, msg, events).await {
+                return reason;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(spec.read_coalesce) => {}
+        }
+    }
+}
+
+/// Parses one read and hands it to the hub; `Some(reason)` ends the connection.
+async fn handle(
+    conn: ConnId,
+    spec: &ConnectionSpec,
+    msg: Option<Result<Message, tungstenite::Error>>,
+    events: &mpsc::Sender<ConnEvent>,
+) -> Option<String> {
+    let event = match msg {
+        None => return Some("end of stream".into()),
+        Some(Err(e)) => return Some(format!("read error: {e}")),
+        Some(Ok(Message::Close(frame))) => {
+            return Some(match frame {
+                Some(f) => format!("closed by the server: {} {}", f.code, f.reason),
+                None => "closed by the server".into(),
+            });
+        }
+        Some(Ok(Message::Text(text))) => {
+            let ctx = FrameContext {
+                receive_time_us: now_us(),
+                time_unit: TimeUnit::Microsecond,
+            };
+            match parse_frame(text.as_str(), &ctx) {
+                Ok(Frame::Trade(trade)) => match spec.symbols.get(trade.symbol.as_str()) {
+                    Some(&sym) => ConnEvent::Trade { conn, sym, trade },
+                    None => ConnEvent::Alive { conn },
+                },
+                Ok(Frame::ServerShutdown { .. }) => ConnEvent::ServerShutdown { conn },
+                Ok(_) => ConnEvent::Alive { conn },
+                Err(error) => ConnEvent::Malformed { conn, error },
+            }
+        }
+        // Ping: tungstenite has queued the pong with the same payload; it goes out on the
+        // next read. Pong, binary and raw frames only prove the socket alive.
+        Some(Ok(_)) => ConnEvent::Alive { conn },
+    };
+    // Not cancellable: a frame that was read reaches the hub (which drains at shutdown).
+    match events.send(event).await {
+        Ok(()) => None,
+        Err(_) => Some("the producer stopped".into()),
     }
 }
 

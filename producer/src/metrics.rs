@@ -20,7 +20,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,13 @@ pub struct SymbolMetrics {
     /// The resume point (-1 until known).
     pub resume_id: Gauge,
 }
+
+/// Latency buckets in seconds, 1-2-5 steps from 1 ms to 60 s: one bound sits exactly on the
+/// exchange->published budget (p99 <= 100 ms), so a p99 read from the buckets says in or out.
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 45.0,
+    60.0,
+];
 
 /// Every metric of the producer.
 #[derive(Debug)]
@@ -200,9 +207,8 @@ impl Metrics {
             ignored_frames: Counter::default(),
             queue_depth: Gauge::default(),
             publish_errors: Family::default(),
-            // 1 ms .. ~33 s.
-            publish_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            exchange_to_publish: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            publish_latency: Histogram::new(LATENCY_BUCKETS),
+            exchange_to_publish: Histogram::new(LATENCY_BUCKETS),
             unpublished: Counter::default(),
             connected: Gauge::default(),
             publishing: Gauge::default(),
