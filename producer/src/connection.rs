@@ -236,7 +236,7 @@ pub async fn run_connection(
 /// At the stop, frames already received are still handled until the socket is quiet this
 /// long, for at most [`STOP_DRAIN_LIMIT`] and [`STOP_DRAIN_FRAMES`] (bounds, so a socket that
 /// keeps delivering cannot hold the stop).
-const STOP_DRAIN_QUIET: Duration = Duration::from_millis(2);
+const STOP_DRAIN_QUIET: Duration = Duration::from_millis(5);
 const STOP_DRAIN_LIMIT: Duration = Duration::from_millis(200);
 const STOP_DRAIN_FRAMES: usize = 100_000;
 
