@@ -101,6 +101,18 @@ async fn fresh_warehouse(target: &GcpTarget) -> (Warehouse, Datasets) {
     (warehouse, ds)
 }
 
+/// Rows in `trades_raw`, duplicates included.
+async fn raw_rows(warehouse: &Warehouse, ds: &Datasets) -> i64 {
+    let raw = warehouse
+        .query(&format!(
+            "SELECT COUNT(*) AS n FROM `{PROJECT}.{}.trades_raw`",
+            ds.market
+        ))
+        .await
+        .unwrap();
+    raw[0].get::<i64>("n").unwrap()
+}
+
 /// BigQuery prints NUMERIC without trailing zeros; compare decimal values, not spellings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encoded_trades_appended_through_storage_write_read_back_exactly() {
@@ -120,14 +132,7 @@ async fn encoded_trades_appended_through_storage_write_read_back_exactly() {
     rows.push(sent[1].encode_to_vec());
     writer.append(&table, &descriptor, rows).await.unwrap();
 
-    let raw = warehouse
-        .query(&format!(
-            "SELECT COUNT(*) AS n FROM `{PROJECT}.{}.trades_raw`",
-            ds.market
-        ))
-        .await
-        .unwrap();
-    assert_eq!(raw[0].get::<i64>("n").unwrap(), 4);
+    assert_eq!(raw_rows(&warehouse, &ds).await, 4);
 
     let rows = warehouse
         .query(&format!(
@@ -239,14 +244,7 @@ async fn an_append_to_a_missing_table_is_rejected_not_retried() {
             .await
             .unwrap();
     }
-    let raw = warehouse
-        .query(&format!(
-            "SELECT COUNT(*) AS n FROM `{PROJECT}.{}.trades_raw`",
-            ds.market
-        ))
-        .await
-        .unwrap();
-    assert_eq!(raw[0].get::<i64>("n").unwrap(), 3);
+    assert_eq!(raw_rows(&warehouse, &ds).await, 3);
     // One connection for the refused table, one for all three appends to the good one.
     assert_eq!(writer.connections_opened(), 2);
 }
