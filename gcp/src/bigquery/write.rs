@@ -126,8 +126,10 @@ struct Connection {
 }
 
 impl Connection {
-    /// Whether the server has ended this connection while it sat idle (nothing is outstanding,
-    /// so anything ready now is its end or an error).
+    /// Whether the server has visibly ended this connection while it sat idle (nothing is
+    /// outstanding, so anything ready now is its end or an error). Best effort: a close the
+    /// runtime has not yet read from the OS passes, and that append then fails as `NoResponse`,
+    /// which the caller retries on a fresh connection.
     fn ended(&mut self) -> bool {
         self.responses.message().now_or_never().is_some()
     }
