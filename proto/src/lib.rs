@@ -19,7 +19,10 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/binance_pipeline.v1.rs"));
 }
 
+pub mod rules;
+
 pub use generated::{Gap, Trade};
+pub use rules::is_plain_decimal;
 
 /// The encoded `FileDescriptorSet` of `trade.proto` and `gap.proto`.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
@@ -110,8 +113,8 @@ impl Trade {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidTrade {
-    /// The symbol is empty or not upper-case ASCII letters and digits.
-    #[error("field \"symbol\": {0:?} is not an upper-case Binance symbol")]
+    /// The symbol breaks Binance's grammar ([`rules::SYMBOL_PATTERN`]).
+    #[error("field \"symbol\": {0:?} is not a Binance symbol (^[A-Z0-9-_.]{{1,20}}$)")]
     Symbol(String),
     /// A decimal field is not a plain non-negative decimal (digits, at most one dot).
     #[error("field {field:?}: {value:?} is not a plain decimal")]
@@ -137,29 +140,10 @@ pub enum InvalidTrade {
     Source(#[from] UnknownSource),
 }
 
-/// 2017-01-01T00:00:00Z in microseconds: no Binance trade is older.
-const EARLIEST_TIME_MICROS: i64 = 1_483_228_800_000_000;
-
-/// True for a plain decimal: digits, optionally one dot followed by digits.
-pub fn is_plain_decimal(s: &str) -> bool {
-    let (int, frac) = match s.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (s, None),
-    };
-    !int.is_empty()
-        && int.bytes().all(|b| b.is_ascii_digit())
-        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
-}
-
 impl Trade {
     /// Checks what the wire cannot: every field present and meaningful.
     pub fn validate(&self) -> Result<(), InvalidTrade> {
-        if self.symbol.is_empty()
-            || !self
-                .symbol
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        {
+        if !rules::is_symbol(&self.symbol) {
             return Err(InvalidTrade::Symbol(self.symbol.clone()));
         }
         if self.trade_id < 0 {
@@ -178,11 +162,116 @@ impl Trade {
             ("event_time", self.event_time),
             ("receive_time", self.receive_time),
         ] {
-            if value < EARLIEST_TIME_MICROS {
+            if !rules::is_contract_time(value) {
                 return Err(InvalidTrade::Time { field, value });
             }
         }
         self.source_kind()?;
         Ok(())
+    }
+}
+
+/// Why a decoded [`Gap`] breaks the contract (as [`InvalidTrade`] for trades).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidGap {
+    /// The symbol breaks Binance's grammar ([`rules::SYMBOL_PATTERN`]).
+    #[error("field \"symbol\": {0:?} is not a Binance symbol (^[A-Z0-9-_.]{{1,20}}$)")]
+    Symbol(String),
+    /// `from_id..=to_id` is not a range of trade ids.
+    #[error("fields \"from_id\"/\"to_id\": {from_id}..={to_id} is not a range of trade ids")]
+    Range {
+        /// First missing id.
+        from_id: i64,
+        /// Last missing id.
+        to_id: i64,
+    },
+    /// `reason` or `reporter` is empty.
+    #[error("fields \"reason\"/\"reporter\": {reason:?}/{reporter:?} must not be empty")]
+    Empty {
+        /// The reason as decoded.
+        reason: String,
+        /// The reporter as decoded.
+        reporter: String,
+    },
+    /// `detected_time` is not after 2017-01-01.
+    #[error("field \"detected_time\": {0} is not a time in microseconds since the epoch")]
+    Time(i64),
+}
+
+impl Gap {
+    /// Checks what the wire cannot: every field present and meaningful.
+    pub fn validate(&self) -> Result<(), InvalidGap> {
+        if !rules::is_symbol(&self.symbol) {
+            return Err(InvalidGap::Symbol(self.symbol.clone()));
+        }
+        if self.from_id < 0 || self.to_id < self.from_id {
+            return Err(InvalidGap::Range {
+                from_id: self.from_id,
+                to_id: self.to_id,
+            });
+        }
+        if self.reason.is_empty() || self.reporter.is_empty() {
+            return Err(InvalidGap::Empty {
+                reason: self.reason.clone(),
+                reporter: self.reporter.clone(),
+            });
+        }
+        if !rules::is_contract_time(self.detected_time) {
+            return Err(InvalidGap::Time(self.detected_time));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod gap_tests {
+    use super::*;
+
+    fn gap() -> Gap {
+        Gap {
+            symbol: "BTC-USDT".into(),
+            from_id: 10,
+            to_id: 12,
+            reason: "geo_blocked_451".into(),
+            detected_time: rules::EARLIEST_TIME_MICROS,
+            reporter: "producer".into(),
+        }
+    }
+
+    #[test]
+    fn a_whole_gap_is_valid_and_each_broken_field_is_named() {
+        assert_eq!(gap().validate(), Ok(()));
+        let cases: [(fn(&mut Gap), &str); 5] = [
+            (|g| g.symbol = "btcusdt".into(), "\"symbol\""),
+            (|g| g.to_id = 9, "\"from_id\"/\"to_id\""),
+            (|g| g.from_id = -1, "\"from_id\"/\"to_id\""),
+            (|g| g.reporter.clear(), "\"reason\"/\"reporter\""),
+            (|g| g.detected_time = 1_700_000_000_000, "\"detected_time\""),
+        ];
+        for (break_it, field) in cases {
+            let mut g = gap();
+            break_it(&mut g);
+            let e = g.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_trade_with_binance_punctuation_is_valid() {
+        // Binance's grammar allows - _ . ; the producer publishes such symbols, so the contract
+        // must not refuse them downstream.
+        let t = Trade {
+            symbol: "BTC_USDT.X".into(),
+            trade_id: 1,
+            price: "1.5".into(),
+            quantity: "2".into(),
+            trade_time: rules::EARLIEST_TIME_MICROS,
+            event_time: rules::EARLIEST_TIME_MICROS,
+            receive_time: rules::EARLIEST_TIME_MICROS,
+            buyer_is_maker: false,
+            source: "stream".into(),
+        };
+        assert_eq!(t.validate(), Ok(()));
     }
 }
