@@ -242,7 +242,8 @@ mod gap_tests {
     #[test]
     fn a_whole_gap_is_valid_and_each_broken_field_is_named() {
         assert_eq!(gap().validate(), Ok(()));
-        let cases: [(fn(&mut Gap), &str); 5] = [
+        type Break = fn(&mut Gap);
+        let cases: [(Break, &str); 5] = [
             (|g| g.symbol = "btcusdt".into(), "\"symbol\""),
             (|g| g.to_id = 9, "\"from_id\"/\"to_id\""),
             (|g| g.from_id = -1, "\"from_id\"/\"to_id\""),
