@@ -12,6 +12,12 @@
 //! The filter is `RUST_LOG` (default `info`).
 //!
 //! Use: [`init`]`(format, "producer")` once, first thing in `main`.
+//!
+//! Why our own formatter and not `tracing-stackdriver` (the one crate for this, checked
+//! 2026-12-03 with `cargo info`): its newest release, 0.10.0, still pins `tracing-opentelemetry`
+//! 0.23 of early 2024, so it is not kept up; and it camel-cases every field key
+//! (`trades_published` becomes `tradesPublished`), which would rename the fields our runbooks,
+//! log-based checks and tests read. This formatter is ~150 lines with its own tests.
 
 use std::fmt;
 use std::io::IsTerminal as _;
