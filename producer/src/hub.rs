@@ -590,3 +590,7 @@ impl<C: Connector> Hub<C> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;
