@@ -112,7 +112,12 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     let m = metrics.clone();
     let h = health.clone();
     let task = tokio::spawn(async move {
-        let r = run_tasks(settings, saved, rest, trade_pub, gap_pub, m, h, shutdown).await;
+        let clients = Clients {
+            rest,
+            trade_pub,
+            gap_pub,
+        };
+        let r = run_tasks(settings, saved, clients, m, h, shutdown).await;
         server_stop.cancel();
         let _ = server.await;
         r
@@ -130,17 +135,26 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     start(settings, shutdown).await?.wait().await
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_tasks(
-    settings: Arc<Settings>,
-    saved: BTreeMap<String, i64>,
+/// The clients `start` built (and checked) before the run.
+struct Clients {
     rest: RestClient,
     trade_pub: google_cloud_pubsub::client::Publisher,
     gap_pub: google_cloud_pubsub::client::Publisher,
+}
+
+async fn run_tasks(
+    settings: Arc<Settings>,
+    saved: BTreeMap<String, i64>,
+    clients: Clients,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunReport> {
+    let Clients {
+        rest,
+        trade_pub,
+        gap_pub,
+    } = clients;
     let starts = state::start_points(&settings, &rest, &saved).await;
     let ledger = Arc::new(Mutex::new(Ledger::new(settings.symbols.len())));
     let writer_stop = CancellationToken::new();
