@@ -126,6 +126,26 @@ impl Harness {
         }
     }
 
+    /// A hub on `settings` whose first connection is open.
+    async fn connected(settings: Settings) -> (Self, FakeConn) {
+        let mut h = Self::start(settings, Vec::new());
+        let c1 = h.next_open().await;
+        c1.opened().await;
+        (h, c1)
+    }
+
+    /// The backfill task's answer for `range` of symbol 0.
+    async fn answer(&self, range: IdRange, outcome: Outcome) {
+        self.backfill_res
+            .send(BackfillResult {
+                sym: 0,
+                range,
+                outcome,
+            })
+            .await
+            .expect("the hub reads backfill results");
+    }
+
     async fn next_open(&mut self) -> FakeConn {
         within(self.opens.recv()).await.expect("the hub is running")
     }
@@ -215,9 +235,7 @@ async fn a_closed_connection_is_replaced_and_readiness_follows() {
 async fn rotation_opens_a_successor_at_the_age_limit_and_closes_the_old_one_once_caught_up() {
     let mut s = settings();
     s.supervisor.rotate_after = Duration::from_secs(10);
-    let mut h = Harness::start(s, Vec::new());
-    let c1 = h.next_open().await;
-    c1.opened().await;
+    let (mut h, c1) = Harness::connected(s).await;
     c1.trade(100).await;
     assert_eq!(h.next_trade().await, (100, Source::Stream));
 
@@ -243,9 +261,7 @@ async fn rotation_opens_a_successor_at_the_age_limit_and_closes_the_old_one_once
 
 #[tokio::test(start_paused = true)]
 async fn server_shutdown_opens_a_successor_without_waiting_for_the_close() {
-    let mut h = Harness::start(settings(), Vec::new());
-    let c1 = h.next_open().await;
-    c1.opened().await;
+    let (mut h, c1) = Harness::connected(settings()).await;
     c1.send(ConnEvent::ServerShutdown { conn: 1 }).await;
     let c2 = h.next_open().await;
     assert_eq!(c2.conn, 2);
@@ -255,9 +271,7 @@ async fn server_shutdown_opens_a_successor_without_waiting_for_the_close() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hole_is_backfilled_after_the_grace_and_what_rest_lacks_becomes_a_gap() {
-    let mut h = Harness::start(settings(), Vec::new());
-    let c1 = h.next_open().await;
-    c1.opened().await;
+    let (mut h, c1) = Harness::connected(settings()).await;
     c1.trade(100).await;
     c1.trade(105).await;
     assert_eq!(h.next_trade().await, (100, Source::Stream));
@@ -268,14 +282,11 @@ async fn a_hole_is_backfilled_after_the_grace_and_what_rest_lacks_becomes_a_gap(
     let req = h.next_backfill().await;
     assert_eq!((req.sym, req.range), (0, IdRange::new(101, 104)));
 
-    h.backfill_res
-        .send(BackfillResult {
-            sym: 0,
-            range: req.range,
-            outcome: Outcome::Fetched(vec![trade(101), trade(102), trade(104), trade(105)]),
-        })
-        .await
-        .unwrap();
+    h.answer(
+        req.range,
+        Outcome::Fetched(vec![trade(101), trade(102), trade(104), trade(105)]),
+    )
+    .await;
     assert_eq!(h.next_trade().await, (101, Source::Backfill));
     assert_eq!(h.next_trade().await, (102, Source::Backfill));
     assert_eq!(h.next_trade().await, (104, Source::Backfill));
@@ -290,24 +301,19 @@ async fn a_hole_is_backfilled_after_the_grace_and_what_rest_lacks_becomes_a_gap(
 
 #[tokio::test(start_paused = true)]
 async fn a_passing_backfill_failure_is_asked_again_after_the_retry_wait() {
-    let mut h = Harness::start(settings(), Vec::new());
-    let c1 = h.next_open().await;
-    c1.opened().await;
+    let (mut h, c1) = Harness::connected(settings()).await;
     c1.trade(100).await;
     c1.trade(103).await;
     let req = h.next_backfill().await;
-    h.backfill_res
-        .send(BackfillResult {
-            sym: 0,
-            range: req.range,
-            outcome: Outcome::Failed {
-                reason: "rest_unavailable",
-                detail: "502".into(),
-                retry_after: Some(Duration::from_secs(1)),
-            },
-        })
-        .await
-        .unwrap();
+    h.answer(
+        req.range,
+        Outcome::Failed {
+            reason: "rest_unavailable",
+            detail: "502".into(),
+            retry_after: Some(Duration::from_secs(1)),
+        },
+    )
+    .await;
     // The wait is the larger of the server's and --backfill-retry (30 s by default).
     assert!(!happens_within(Duration::from_secs(29), h.backfill_req.recv()).await);
     let again = h.next_backfill().await;
@@ -321,9 +327,7 @@ async fn a_passing_backfill_failure_is_asked_again_after_the_retry_wait() {
 
 #[tokio::test(start_paused = true)]
 async fn an_implausible_id_is_quarantined_not_published() {
-    let mut h = Harness::start(settings(), Vec::new());
-    let c1 = h.next_open().await;
-    c1.opened().await;
+    let (mut h, c1) = Harness::connected(settings()).await;
     c1.trade(100).await;
     c1.trade(100 + 1_000_000_000_000).await;
     c1.trade(101).await;
@@ -373,9 +377,7 @@ async fn a_resume_point_too_old_becomes_a_gap_record_and_holds_the_ledger_below_
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_handles_frames_already_read_and_reports_unfilled_gaps() {
-    let mut h = Harness::start(settings(), Vec::new());
-    let c1 = h.next_open().await;
-    c1.opened().await;
+    let (mut h, c1) = Harness::connected(settings()).await;
     c1.trade(100).await;
     assert_eq!(h.next_trade().await, (100, Source::Stream));
     // Read before the stop, handled after it (the stop wins the hub's select).
@@ -400,9 +402,7 @@ async fn shutdown_handles_frames_already_read_and_reports_unfilled_gaps() {
 async fn with_a_state_file_shutdown_leaves_open_gaps_to_the_next_run() {
     let mut s = settings();
     s.state_file = Some("/nonexistent/state.json".into());
-    let mut h = Harness::start(s, Vec::new());
-    let c1 = h.next_open().await;
-    c1.opened().await;
+    let (mut h, c1) = Harness::connected(s).await;
     c1.trade(100).await;
     c1.trade(105).await;
     assert_eq!(h.next_trade().await, (100, Source::Stream));

@@ -62,6 +62,25 @@ fn msg(key: &str, id: i64) -> Outgoing {
     }
 }
 
+/// A publisher of at most 3 messages in flight behind a queue of 4: the backpressure tests.
+fn spawn_three_in_flight<S: Sink>(sink: Arc<S>) -> (mpsc::Sender<Outgoing>, Arc<Metrics>) {
+    let (tx, rx) = mpsc::channel(4);
+    let m = metrics();
+    tokio::spawn(run_publisher(
+        sink,
+        rx,
+        PublisherConfig {
+            max_in_flight: 3,
+            ..Default::default()
+        },
+        m.clone(),
+        None,
+        None,
+        CancellationToken::new(),
+    ));
+    (tx, m)
+}
+
 fn metrics() -> Arc<Metrics> {
     Arc::new(Metrics::new(&["X".into()]))
 }
@@ -183,20 +202,7 @@ async fn messages_held_for_a_paused_key_count_against_max_in_flight() {
         fail_left: Mutex::new(u32::MAX),
         ..Default::default()
     });
-    let (tx, rx) = mpsc::channel(4);
-    let m = metrics();
-    let _task = tokio::spawn(run_publisher(
-        fake,
-        rx,
-        PublisherConfig {
-            max_in_flight: 3,
-            ..Default::default()
-        },
-        m.clone(),
-        None,
-        None,
-        CancellationToken::new(),
-    ));
+    let (tx, m) = spawn_three_in_flight(fake);
     for id in 0..7 {
         tx.send(msg("BAD", id)).await.unwrap();
         // Let the failures come back and the retries cycle.
@@ -264,20 +270,7 @@ async fn backpressure_stops_taking_from_the_queue_at_max_in_flight() {
         }
         fn resume(&self, _: &str) {}
     }
-    let (tx, rx) = mpsc::channel(4);
-    let m = metrics();
-    let _task = tokio::spawn(run_publisher(
-        Arc::new(Never),
-        rx,
-        PublisherConfig {
-            max_in_flight: 3,
-            ..Default::default()
-        },
-        m.clone(),
-        None,
-        None,
-        CancellationToken::new(),
-    ));
+    let (tx, m) = spawn_three_in_flight(Arc::new(Never));
     for id in 0..7 {
         tx.send(msg("A", id)).await.unwrap();
     }
