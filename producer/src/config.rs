@@ -1,5 +1,5 @@
 //! The command line: `producer run` (the default) and `producer decode`, every flag with an
-//! environment fallback, validated into [`crate::app::Settings`] with errors that name the
+//! environment fallback, validated into [`crate::settings::Settings`] with errors that name the
 //! setting.
 //!
 //! Environment names shared with the other binaries (`GCP_PROJECT`, `PUBSUB_ENDPOINT`,
@@ -272,11 +272,11 @@ mod tests {
     fn an_empty_state_file_flag_overrides_the_environment_and_means_none() {
         let cli = Cli::try_parse_from(["producer", "--project", "p", "--state-file="]).unwrap();
         assert_eq!(cli.run.state_file.as_deref(), Some(""));
-        let settings = crate::app::Settings::from_args(&cli.run).unwrap();
+        let settings = crate::settings::Settings::from_args(&cli.run).unwrap();
         assert_eq!(settings.state_file, None);
         let cli = Cli::try_parse_from(["producer", "--project", "p", "--state-file", "/x/r.json"])
             .unwrap();
-        let settings = crate::app::Settings::from_args(&cli.run).unwrap();
+        let settings = crate::settings::Settings::from_args(&cli.run).unwrap();
         assert_eq!(settings.state_file, Some("/x/r.json".into()));
         assert_eq!(settings.max_resume_ids, 1_000_000);
     }

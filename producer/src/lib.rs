@@ -9,26 +9,33 @@
 //! - [`resume`]: where a run starts per symbol, and the resume point it leaves (state file).
 //! - [`decode`]: the `producer decode` filter.
 //! - [`config`]: the command line (clap, env fallbacks).
+//! - [`settings`]: the command line validated once into [`Settings`].
 //!
 //! I/O tasks, small and connected by bounded channels:
 //! - [`connection`]: one websocket (connect, read, parse, report).
 //! - [`backfill`]: REST `historicalTrades` for missing ids, via the `binance` crate's client.
 //! - [`publisher`]: queue to Pub/Sub with retries and ordering-key resumption.
 //! - [`metrics`]: Prometheus `/metrics`, `/healthz`.
-//! - [`app`]: settings, wiring, and the hub loop that runs the pure parts; shutdown.
+//! - `state`: the state file around a run (read, start points, periodic and last writes).
+//! - `hub`: the one loop that runs the pure parts, behind a `Connector` (fakes in its tests).
+//! - [`app`]: wiring the tasks together; start, run, and the report at shutdown.
 
 pub mod app;
 pub mod backfill;
 pub mod config;
 pub mod connection;
 pub mod decode;
+mod hub;
 pub mod merger;
 pub mod metrics;
 pub mod publisher;
 pub mod reconnect;
 pub mod resume;
 pub mod rotation;
+pub mod settings;
+mod state;
 pub mod supervisor;
 pub mod watchdog;
 
-pub use app::{RunReport, Running, Settings, run, start};
+pub use app::{RunReport, Running, run, start};
+pub use settings::Settings;
