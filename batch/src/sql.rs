@@ -3,9 +3,9 @@
 //! Values are inlined as literals: decimals are canonical [`crate::decimal::Numeric`] text,
 //! strings go through [`string_literal`] (the only escaping), identifiers are validated at
 //! start-up ([`crate::cli::validate_identifier`]). Literals rather than query parameters because
-//! `gcp::bigquery::sql::Warehouse` takes SQL text only. Timestamps travel as integers and are converted with
-//! `TIMESTAMP_MILLIS`/`TIMESTAMP_MICROS`; reads cast NUMERIC to STRING and TIMESTAMP to Unix ms so
-//! that nothing goes through a float.
+//! `gcp::bigquery::sql::Warehouse` takes SQL text only. Timestamps travel as integers and are
+//! converted with `TIMESTAMP_MILLIS`/`TIMESTAMP_MICROS`; reads cast NUMERIC to STRING and
+//! TIMESTAMP to Unix ms so that nothing goes through a float.
 //!
 //! Klines are staged with the Storage Write API and merged from the staging table (see
 //! [`crate::stage`] for why); symbol rows (a handful) are inlined in their MERGE.
