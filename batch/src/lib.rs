@@ -1,5 +1,5 @@
 //! The daily batch of the binance-gcp-pipeline, as a library; `src/main.rs` only parses the
-//! command line, sets up logging and calls [`run::Batch`].
+//! command line, sets up logging and calls [`commands::Batch`].
 //!
 //! Per symbol and UTC day, as the original assessment shaped it, done properly: (1) the symbol
 //! dimension and its type-2 history, (2) the day's klines into `dwh.klines_<symbol>`, replacing
@@ -16,19 +16,21 @@
 //! - [`cli`]: the command line and its validation.
 //! - [`backfill`]: the bounds and the weight budget of `batch backfill`, its weight per minute.
 //!
-//! I/O: [`run`] (the commands; REST through `binance::RestClient`, one weight budget), [`progress`].
+//! I/O: [`commands`] (one module per command, sharing [`commands::Batch`]: REST through
+//! `binance::RestClient`, one weight budget), [`progress`], [`metrics`] (`/healthz`, `/metrics`).
 
 pub mod backfill;
 pub mod cli;
+pub mod commands;
 pub mod day;
 pub mod decimal;
 pub mod klines;
+pub mod metrics;
 pub mod progress;
-pub mod run;
 pub mod sql;
 pub mod stage;
 pub mod symbols;
 pub mod trades;
 
+pub use commands::Batch;
 pub use day::Day;
-pub use run::Batch;

@@ -1,10 +1,11 @@
 //! Every SQL statement the batch sends, built here from validated values (pure, unit-tested).
 //!
 //! Values are inlined as literals: decimals are canonical [`crate::decimal::Numeric`] text,
-//! strings go through [`string_literal`], identifiers are validated at start-up
-//! ([`crate::cli::validate_identifier`]). Timestamps travel as integers and are converted with
-//! `TIMESTAMP_MILLIS`/`TIMESTAMP_MICROS`; reads cast NUMERIC to STRING and TIMESTAMP to Unix ms so
-//! that nothing goes through a float.
+//! strings go through [`string_literal`] (the only escaping), identifiers are validated at
+//! start-up ([`crate::cli::validate_identifier`]). Literals rather than query parameters because
+//! `gcp::bigquery::sql::Warehouse` takes SQL text only. Timestamps travel as integers and are
+//! converted with `TIMESTAMP_MILLIS`/`TIMESTAMP_MICROS`; reads cast NUMERIC to STRING and
+//! TIMESTAMP to Unix ms so that nothing goes through a float.
 //!
 //! Klines are staged with the Storage Write API and merged from the staging table (see
 //! [`crate::stage`] for why); symbol rows (a handful) are inlined in their MERGE.

@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use batch::commands::{BackfillRequest, Batch};
 use batch::day::Day;
 use batch::klines::Interval;
 use batch::progress::Silent;
-use batch::run::{BackfillRequest, Batch};
 use binance::rest::BanPolicy;
 use binance::{IdRange, RestClient, RestConfig, TimeUnit};
 use binance_sim::{Sim, SimConfig, SimHandle, SymbolUpdate};
@@ -23,7 +23,7 @@ use prost::Message as _;
 use trade_proto::Source;
 
 /// One test at a time on the shared bqemulator: it deadlocks when Storage Write appends and DDL
-/// of concurrent loads interleave (the batch gates its own loads, see `run::LOAD_GATE`, but the
+/// of concurrent loads interleave (the batch gates its own loads, see `commands::LOAD_GATE`, but the
 /// tests also append and run DDL themselves).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
