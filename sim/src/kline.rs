@@ -6,7 +6,7 @@
 //! on Monday, months are calendar months.
 
 use crate::decimal::mul_units;
-use crate::tape::Trade;
+use crate::trade::Trade;
 
 /// Milliseconds in a minute.
 pub const MINUTE_MS: i64 = 60_000;

@@ -16,8 +16,9 @@ use crate::config::SymbolSpec;
 use crate::decimal::{signed_units_string, units_string};
 use crate::frames::TimeUnit;
 use crate::kline::{Agg, Interval, MINUTE_MS, parse_time_zone};
-use crate::server::Shared;
-use crate::tape::{Tape, Trade};
+use crate::state::Shared;
+use crate::tape::Tape;
+use crate::trade::Trade;
 
 /// Binance: klines `limit` default 500, max 1000; trades and aggTrades the same.
 const DEFAULT_LIMIT: u64 = 500;

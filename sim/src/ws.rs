@@ -27,7 +27,7 @@ use crate::faults::{FrameAction, corrupt, decide};
 use crate::frames::{TimeUnit, push_trade_frame, server_shutdown_frame};
 use crate::limits::{KeepAlive, KeepAliveAction, MessageRate};
 use crate::rng::{KeyedRng, Stream};
-use crate::server::{ConnCtl, ConnEntry, Shared, TradeBatch};
+use crate::state::{ConnCtl, ConnEntry, Shared, TradeBatch};
 use crate::truth::{ConnSymbolTruth, ConnectionTruth, MissReason};
 
 /// Response header carrying the connection id (to look it up in the ground truth).
@@ -379,7 +379,7 @@ impl Connection {
             };
             let symbol = self.shared.tape.symbols()[sym].spec.symbol.clone();
             let now = self.shared.clock.now_us();
-            let fake = crate::tape::Trade {
+            let fake = crate::trade::Trade {
                 id,
                 agg_id: 0,
                 price: 100_000_000,
