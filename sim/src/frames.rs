@@ -6,7 +6,7 @@
 //! Binance on 2024-06-18). Written by hand into a byte buffer: this is the hot path.
 
 use crate::decimal::{push_int, push_uint, push_units};
-use crate::tape::Trade;
+use crate::trade::Trade;
 
 /// Unit of `E` and `T` (`timeUnit=MICROSECOND` in the stream URL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -25,7 +25,7 @@ use crate::faults::FaultRequest;
 use crate::frames::TimeUnit;
 use crate::limits::WeightDecision;
 use crate::rest;
-use crate::server::{Shared, SymbolUpdate};
+use crate::state::{Shared, SymbolUpdate};
 use crate::ws::{self, WsRequest};
 
 type Params = Query<HashMap<String, String>>;
@@ -412,7 +412,7 @@ async fn admin_symbol_post(
     };
     match s.update_symbol(&symbol, &u) {
         Ok(spec) => admin_json(StatusCode::OK, &spec),
-        Err(crate::server::SimError::UnknownSymbol(_)) => {
+        Err(crate::state::SimError::UnknownSymbol(_)) => {
             admin_err(StatusCode::NOT_FOUND, &format!("unknown symbol {symbol:?}"))
         }
         Err(e) => admin_err(StatusCode::BAD_REQUEST, &e.to_string()),

@@ -5,8 +5,12 @@
 //! 3d 1w 1M`. Buckets are aligned to the Unix epoch shifted by the `timeZone` offset, weeks start
 //! on Monday, months are calendar months.
 
+use jiff::civil::Time;
+use jiff::tz::Offset;
+use jiff::{Timestamp, ToSpan};
+
 use crate::decimal::mul_units;
-use crate::tape::Trade;
+use crate::trade::Trade;
 
 /// Milliseconds in a minute.
 pub const MINUTE_MS: i64 = 60_000;
@@ -60,10 +64,7 @@ impl Interval {
                 let monday = (day - 4).div_euclid(7) * 7 + 4;
                 monday * DAY_MS
             }
-            Self::Month => {
-                let (y, m, _) = civil_from_days(local.div_euclid(DAY_MS));
-                days_from_civil(y, m, 1) * DAY_MS
-            }
+            Self::Month => month_start(local, 0),
         };
         start_local - offset_ms
     }
@@ -73,12 +74,7 @@ impl Interval {
         match self {
             Self::Fixed(len) => start_ms + len,
             Self::Week => start_ms + 7 * DAY_MS,
-            Self::Month => {
-                let local = start_ms + offset_ms;
-                let (y, m, _) = civil_from_days(local.div_euclid(DAY_MS));
-                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                days_from_civil(y, m, 1) * DAY_MS - offset_ms
-            }
+            Self::Month => month_start(start_ms + offset_ms, 1) - offset_ms,
         }
     }
 
@@ -88,29 +84,27 @@ impl Interval {
     }
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// (year, month, day) to days since 1970-01-01 (inverse of [`civil_from_days`]).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Start (ms, local time read as UTC) of the calendar month `ahead` months after the one
+/// containing `local_ms`. Times outside jiff's range (years -9999..=9999) are clamped to it, and
+/// a month past that range reads as the range's end, so callers' "past `hi`" checks still stop.
+fn month_start(local_ms: i64, ahead: i64) -> i64 {
+    let (min, max) = (
+        Timestamp::MIN.as_millisecond(),
+        Timestamp::MAX.as_millisecond(),
+    );
+    let t = Timestamp::from_millisecond(local_ms.clamp(min, max)).unwrap_or(Timestamp::MAX);
+    Offset::UTC
+        .to_datetime(t)
+        .date()
+        .first_of_month()
+        .checked_add(ahead.months())
+        .ok()
+        .and_then(|d| {
+            Offset::UTC
+                .to_timestamp(d.to_datetime(Time::midnight()))
+                .ok()
+        })
+        .map_or(max, Timestamp::as_millisecond)
 }
 
 /// Parse Binance's `timeZone` parameter (`0`, `8`, `-1:30`, `+05:45`; range -12:00 to +14:00)
@@ -260,10 +254,19 @@ mod tests {
         assert_eq!(month, 1_748_736_000_000); // 2025-06-01
         assert_eq!(Interval::Month.next_start(month, 0), 1_751_328_000_000); // 2025-07-01
         assert_eq!(Interval::Month.prev_start(month, 0), 1_746_057_600_000); // 2025-05-01
-        let dec = days_from_civil(2024, 12, 1) * DAY_MS;
+        let dec = 1_733_011_200_000; // 2024-12-01
+        assert_eq!(Interval::Month.next_start(dec, 0), 1_735_689_600_000); // 2025-01-01
+        // Leap February, and a month start seen from UTC+8 (the local 1st is the 31st in UTC).
         assert_eq!(
-            Interval::Month.next_start(dec, 0),
-            days_from_civil(2025, 1, 1) * DAY_MS
+            Interval::Month.next_start(1_706_745_600_000, 0),
+            1_709_251_200_000
+        );
+        let off = 8 * 60 * MINUTE_MS;
+        let mar_local = Interval::Month.bucket_start(1_709_251_200_000, off);
+        assert_eq!(mar_local, 1_709_251_200_000 - off); // 2024-03-01 00:00 +08:00
+        assert_eq!(
+            Interval::Month.next_start(mar_local, off),
+            1_711_929_600_000 - off // 2024-04-01 00:00 +08:00
         );
     }
 
@@ -281,11 +284,11 @@ mod tests {
     }
 
     #[test]
-    fn civil_round_trip() {
-        for z in [-1000, 0, 59, 60, 365, 20_000, 20_267, 100_000] {
-            let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
+    fn months_far_outside_the_calendar_do_not_panic() {
+        assert!(Interval::Month.bucket_start(i64::MAX / 2, 0) <= i64::MAX / 2);
+        assert!(Interval::Month.bucket_start(i64::MIN / 2, 0) >= i64::MIN / 2);
+        let last = Interval::Month.bucket_start(i64::MAX / 2, 0);
+        assert!(Interval::Month.next_start(last, 0) >= last);
     }
 
     fn trade(id: u64, price: u64, qty: u64, m: bool) -> Trade {

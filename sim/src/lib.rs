@@ -19,7 +19,8 @@
 //! Pure (no I/O, unit-tested):
 //! - [`rng`]: keyed SplitMix64 and cheap distributions.
 //! - [`decimal`]: 1e-8 fixed point, Binance's 8-decimal formatting.
-//! - [`tape`]: the deterministic trade tape (ids, prices, sizes, times, aggregate trades).
+//! - [`tape`]: the deterministic trade tape (ids, prices, sizes, times, aggregate trades);
+//!   its [`Trade`] type lives in the leaf module `trade`.
 //! - [`kline`]: intervals, bucket alignment, aggregation.
 //! - [`frames`]: byte-exact stream payloads.
 //! - [`control`]: `SUBSCRIBE`/`UNSUBSCRIBE`/... parsing and replies.
@@ -28,9 +29,15 @@
 //! - [`ranges`], [`truth`]: ground-truth bookkeeping.
 //! - `rest`: REST bodies from the tape.
 //!
-//! I/O: `server` (start-up, the live pump, [`SimHandle`]), `http` (router, admin API),
-//! `ws` (connection tasks).
+//! I/O: `clock` (the simulator clock, the one wall-clock read), `state` (what every task shares,
+//! fault and symbol changes), `pump` (releases tape trades as the clock passes them, random drops),
+//! `http` (router, admin API), `ws` (connection tasks), `server` (start-up, [`SimHandle`]).
+//!
+//! Dependency order (a module uses only modules before it; no cycles): `rng`, `decimal`, `trade`,
+//! `ranges`, `control`, `limits`, `clock` → `faults`, `kline`, `frames`, `truth` → `config` →
+//! `tape` → `state` → `pump`, `rest`, `ws` → `http` → `server`.
 
+mod clock;
 pub mod config;
 pub mod control;
 pub mod decimal;
@@ -39,17 +46,22 @@ pub mod frames;
 mod http;
 pub mod kline;
 pub mod limits;
+mod pump;
 pub mod ranges;
 mod rest;
 pub mod rng;
 mod server;
+mod state;
 pub mod tape;
+mod trade;
 pub mod truth;
 mod ws;
 
+pub use clock::SimClock;
 pub use config::{ConfigError, SimConfig, SymbolSpec, parse_rates};
 pub use faults::{FaultRequest, FaultSettings, Http5xxBurst, InjectTrade, StallRequest};
-pub use server::{Sim, SimClock, SimError, SimHandle, SymbolUpdate};
+pub use server::{Sim, SimHandle};
+pub use state::{SimError, SymbolUpdate};
 pub use tape::{Tape, Trade};
 pub use truth::{ConnSymbolTruth, ConnectionTruth, GroundTruth, MissReason, SymbolTruth};
 pub use ws::{CONNECTION_ID_HEADER, GEO_BLOCK_BODY};
