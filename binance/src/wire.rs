@@ -10,7 +10,8 @@
 //! to `NOTIONAL`). Decimal values stay strings: no binary floating point touches a price.
 //!
 //! Source of every shape: Binance spot API docs (`web-socket-streams.md`, `rest-api.md`,
-//! `filters.md`) and the captures quoted in `shared/BINANCE.md`.
+//! `filters.md`), summarised in `docs/binance.md`, and the public captures listed in
+//! `binance/tests/fixtures/SOURCES.md`.
 
 use serde::{Deserialize, Serialize};
 

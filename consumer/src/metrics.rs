@@ -18,16 +18,10 @@
 //! outage follows the process to any VM, so replacing it only churns).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,10 +29,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::decode::Reason;
 use crate::sink::Table;
+
+mod http;
+
+pub use http::{bind, router, serve};
 
 /// `table="trades_raw"|"gaps"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -475,63 +472,12 @@ pub struct Snapshot {
     pub dead_lettered: u64,
 }
 
-fn answer(ok: bool, health: &Health) -> (StatusCode, String) {
-    if ok {
-        (StatusCode::OK, "ok\n".to_owned())
-    } else {
-        let mut body = health.problems.join("\n");
-        body.push('\n');
-        (StatusCode::SERVICE_UNAVAILABLE, body)
-    }
-}
-
-async fn healthz(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    let health = metrics.health();
-    answer(health.is_ok(), &health)
-}
-
-async fn livez(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    let health = metrics.health();
-    answer(!health.wedged, &health)
-}
-
-async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.encode(),
-    )
-}
-
-/// The `/healthz`, `/livez` and `/metrics` routes.
-pub fn router(metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/livez", get(livez))
-        .route("/metrics", get(metrics_text))
-        .with_state(metrics)
-}
-
-/// Serves the routes on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-}
-
-/// Binds the metrics address (so a busy port fails at start-up, not later).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+
     use super::*;
 
     #[test]

@@ -28,7 +28,6 @@
 //! handling lives in methods.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,110 +37,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Batch, Batcher, Limits, Oversized};
 use crate::dead_letter::{DeadLetter, Letter, letter_attributes};
-use crate::decode::{self, GapKey, Poison, Reason, TradeKey};
+use crate::decode::{Poison, Reason};
 use crate::dedup::{Seen, Window};
 use crate::metrics::Metrics;
-use crate::sink::{RowSink, SinkError, Table};
+use crate::sink::{RowSink, SinkError};
 use crate::source::{Ack, MessageSource, Received};
 
-/// What a message becomes once decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decoded<K> {
-    /// The dedup key.
-    pub key: K,
-    /// Trade time in µs since the epoch, for the exchange-to-BigQuery latency (trades only).
-    pub event_time_micros: Option<i64>,
-}
+mod backoff;
+mod kind;
 
-/// A kind of row: how its messages decode and which table it lands in.
-pub trait RowKind: Send + Sync + 'static {
-    /// The dedup key.
-    type Key: Hash + Eq + Clone + Send + Sync + std::fmt::Debug + 'static;
-    /// The destination.
-    const TABLE: Table;
-    /// Pure decoding and validation.
-    fn decode(
-        data: &[u8],
-        attributes: &HashMap<String, String>,
-    ) -> Result<Decoded<Self::Key>, Poison>;
-}
-
-/// Trades into `trades_raw`, keyed by (symbol, trade_id).
-#[derive(Debug, Clone, Copy)]
-pub struct Trades;
-
-impl RowKind for Trades {
-    type Key = TradeKey;
-    const TABLE: Table = Table::Trades;
-    fn decode(
-        data: &[u8],
-        attributes: &HashMap<String, String>,
-    ) -> Result<Decoded<TradeKey>, Poison> {
-        let t = decode::decode_trade(data, attributes)?;
-        Ok(Decoded {
-            event_time_micros: Some(t.trade_time),
-            key: (t.symbol, t.trade_id),
-        })
-    }
-}
-
-/// Gap records into `gaps`, keyed by (symbol, from_id, to_id, reporter).
-#[derive(Debug, Clone, Copy)]
-pub struct Gaps;
-
-impl RowKind for Gaps {
-    type Key = GapKey;
-    const TABLE: Table = Table::Gaps;
-    fn decode(
-        data: &[u8],
-        _attributes: &HashMap<String, String>,
-    ) -> Result<Decoded<GapKey>, Poison> {
-        let g = decode::decode_gap(data)?;
-        Ok(Decoded {
-            key: (g.symbol, g.from_id, g.to_id, g.reporter),
-            event_time_micros: None,
-        })
-    }
-}
-
-/// Exponential backoff with jitter for failed appends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// First delay.
-    pub initial: Duration,
-    /// Largest delay.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    /// 100 ms doubling to 10 s: quick after a blip, gentle during an outage.
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Backoff {
-    /// For appends refused as a whole: 1 s doubling to `max` (`--refused-retry-max`, 60 s by
-    /// default), so a fixed table is noticed within a minute without hammering BigQuery.
-    pub fn refused(max: Duration) -> Self {
-        Self {
-            initial: Duration::from_secs(1).min(max),
-            max,
-        }
-    }
-
-    /// The delay before retry number `attempt` (1-based): `initial * 2^(attempt-1)`, capped,
-    /// then scaled by `jitter` in `[0.5, 1.0]` so replicas do not retry in step.
-    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = self
-            .initial
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        exp.min(self.max).mul_f64(jitter.clamp(0.5, 1.0))
-    }
-}
+pub use backoff::Backoff;
+pub use kind::{Decoded, Gaps, RowKind, Trades};
 
 /// Settings of one pipeline.
 #[derive(Debug, Clone)]

@@ -13,8 +13,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use gcloud_gax::grpc::Code;
-use gcp::bigquery::write::{AppendError, Disposition, StorageWriter, classify};
+use gcp::bigquery::write::{AppendError, Disposition, StorageWriter, classify, code_label};
 use prost_types::DescriptorProto;
 
 /// The tables the consumer writes.
@@ -71,29 +70,6 @@ fn first_row_error(rows: &[(usize, String)]) -> String {
     rows.first()
         .map(|(i, reason)| format!(", first: row {i} ({reason})"))
         .unwrap_or_default()
-}
-
-/// The metric label of a status code that refuses a request.
-pub fn code_label(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "ok",
-        Code::Cancelled => "cancelled",
-        Code::Unknown => "unknown",
-        Code::InvalidArgument => "invalid_argument",
-        Code::DeadlineExceeded => "deadline_exceeded",
-        Code::NotFound => "not_found",
-        Code::AlreadyExists => "already_exists",
-        Code::PermissionDenied => "permission_denied",
-        Code::ResourceExhausted => "resource_exhausted",
-        Code::FailedPrecondition => "failed_precondition",
-        Code::Aborted => "aborted",
-        Code::OutOfRange => "out_of_range",
-        Code::Unimplemented => "unimplemented",
-        Code::Internal => "internal",
-        Code::Unavailable => "unavailable",
-        Code::DataLoss => "data_loss",
-        Code::Unauthenticated => "unauthenticated",
-    }
 }
 
 /// Appends encoded proto rows to a table. `Ok` means BigQuery durably has every row.
@@ -185,6 +161,7 @@ impl RowSink for BigQuerySink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gcp::bigquery::write::Code;
 
     #[test]
     fn each_error_maps_to_one_action() {

@@ -5,8 +5,8 @@
 //! - [`pubsub`]: publisher/subscriber construction and idempotent topic/subscription set-up.
 //! - [`bigquery::schema`]: BigQuery JSON table schemas (the files in `terraform/schemas/`, shared
 //!   with Terraform) and the DDL made from them. Pure.
-//! - [`bigquery::write`]: Storage Write API appends of proto rows, with one function that
-//!   classifies every outcome (delivered / retry / reject).
+//! - [`bigquery::write`]: Storage Write API appends of proto rows. `Ok` means delivered (durable);
+//!   one function classifies every failure as retry or reject (`Disposition`).
 //! - [`bigquery::sql`]: DDL, DML and queries through the official REST client.
 
 pub mod bigquery;

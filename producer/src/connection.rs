@@ -9,9 +9,9 @@
 //! which is the backpressure we want.
 //!
 //! Pings: tungstenite queues a pong carrying the ping's payload as soon as it reads a ping and
-//! flushes it on the next read, which is what Binance requires (`shared/BINANCE.md`: "the pong
-//! must echo the payload"); the integration tests run the simulator with a short pong timeout to
-//! hold us to it.
+//! flushes it on the next read, which is what Binance requires (`docs/binance.md`, "Ping and
+//! pong": echo the payload); the integration tests run the simulator with a short pong timeout
+//! to hold us to it.
 //!
 //! HTTP 451 on the upgrade is fatal ([`ConnEvent::Fatal`]): no retry can fix a restricted
 //! location.

@@ -1,8 +1,8 @@
 //! When to try the next websocket connection: capped exponential backoff with full jitter, inside
 //! Binance's connection-attempt limit.
 //!
-//! Binance allows at most 300 connection attempts per 5 minutes per IP (`shared/BINANCE.md`,
-//! "Connection rules"); exceeding it gets the IP refused. [`AttemptBudget`] is a sliding window of
+//! Binance allows at most 300 connection attempts per 5 minutes per IP (`docs/binance.md`,
+//! "Connection limit"); exceeding it gets the IP refused. [`AttemptBudget`] is a sliding window of
 //! attempt times that says how long to wait so that the next attempt stays inside a (configurable,
 //! lower) cap. [`Backoff`] is the per-connection retry schedule: the first attempt goes at once,
 //! later ones wait `min * 2^n` capped at `max` (from `backon`'s exponential schedule), each drawn

@@ -3,7 +3,7 @@
 //!
 //! Two signals, checked on a timer by the hub:
 //! - **socket stall**: no frame of any kind (trade, ping, control reply) for `socket_timeout`.
-//!   Binance pings every 20 s (`shared/BINANCE.md`), so a healthy socket is never quiet longer.
+//!   Binance pings every 20 s (`docs/binance.md`), so a healthy socket is never quiet longer.
 //! - **symbol silence**: a symbol that *normally trades* has sent nothing for longer than its
 //!   threshold, `max(silence, SILENCE_FACTOR x its usual gap between trades)`. "Normally trades"
 //!   means at least [`MIN_TRADES`] trades seen so far; the usual gap is an exponentially weighted

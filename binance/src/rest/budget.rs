@@ -26,8 +26,8 @@ pub const WINDOW_MS: i64 = 60_000;
 /// Extra wait after a window boundary, in case our clock is ahead of Binance's.
 pub const BOUNDARY_SLACK_MS: i64 = 1_000;
 
-/// Request weights. Source: Binance spot `rest-api.md`, "Weight" of each endpoint (and
-/// `shared/BINANCE.md`).
+/// Request weights. Source: Binance spot `rest-api.md`, "Weight" of each endpoint (copied
+/// into `docs/binance.md`, "Endpoint weights and page sizes").
 pub mod weights {
     /// `GET /api/v3/klines`.
     pub const KLINES: u32 = 2;
@@ -45,7 +45,7 @@ pub mod weights {
     pub const TICKER_24HR_ALL: u32 = 80;
 
     /// Weight of `ticker/24hr` for `n` symbols (0 = all). Counted as 2 per symbol capped at 80,
-    /// as `shared/BINANCE.md` states; Binance's own table (2 for 1-20 symbols, 40 for 21-100) is
+    /// as `docs/binance.md` explains; Binance's own table (2 for 1-20 symbols, 40 for 21-100) is
     /// never above this, so the budget errs on the safe side.
     pub const fn ticker_24hr(n: usize) -> u32 {
         if n == 0 || n >= (TICKER_24HR_ALL / TICKER_24HR_PER_SYMBOL) as usize {

@@ -1,7 +1,8 @@
 //! One function that classifies a Binance REST response, with a reason per status code.
 //!
 //! Source for every code: Binance spot `rest-api.md` "General API Information" / "LIMITS" and
-//! `errors.md`, and `shared/BINANCE.md` for the 451 restricted-location answer.
+//! `errors.md`, and for the 451 restricted-location answer the user reports collected in
+//! `docs/binance.md` ("451: restricted location"); every rule used is summarised there.
 
 use std::time::Duration;
 

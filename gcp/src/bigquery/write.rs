@@ -29,7 +29,7 @@ use gcloud_bigquery::client::google_cloud_auth::{
 };
 use gcloud_bigquery::grpc::apiv1::conn_pool::{AUDIENCE, ConnectionManager, SCOPES};
 use gcloud_gax::conn::{ConnectionOptions, Environment};
-use gcloud_gax::grpc::{Code, Status, Streaming};
+use gcloud_gax::grpc::{Status, Streaming};
 use gcloud_googleapis::cloud::bigquery::storage::v1::append_rows_request::{ProtoData, Rows};
 use gcloud_googleapis::cloud::bigquery::storage::v1::append_rows_response::Response;
 use gcloud_googleapis::cloud::bigquery::storage::v1::{
@@ -38,6 +38,10 @@ use gcloud_googleapis::cloud::bigquery::storage::v1::{
 use prost_types::DescriptorProto;
 
 use crate::GcpTarget;
+
+/// The gRPC status code inside [`AppendError::Rpc`], re-exported so that callers can match on
+/// it without depending on the client crate that defines it.
+pub use gcloud_gax::grpc::Code;
 
 /// What the caller must do after an append attempt that did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,14 +107,41 @@ pub fn classify(code: Code) -> Disposition {
         Code::ResourceExhausted => Disposition::Retry,
         // Cancelled by our own shutdown or a dropped connection: the rows were not acked; retry.
         Code::Cancelled | Code::Unknown => Disposition::Retry,
-        // Committed streams only: the offset was already written, so these rows are durable.
-        // Callers using offsets treat this as delivered; for us it is a success path, not retry.
+        // Means "a row at this offset was already written", which only an append with offsets
+        // (to a committed or pending stream) can get. Our appends go to the default stream and
+        // carry no offset, so the code says nothing about whether our rows are durable; calling
+        // it a success could ack rows BigQuery does not have. Retrying is safe: the default
+        // stream is at-least-once anyway and the deduplicating view absorbs a repeat.
         Code::AlreadyExists => Disposition::Retry,
         // Malformed request or rows: the same bytes will fail again.
         Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => Disposition::Reject,
         // Table or dataset missing, or we may not write to it: configuration, not data.
         Code::NotFound | Code::PermissionDenied | Code::Unauthenticated => Disposition::Reject,
         Code::Unimplemented | Code::DataLoss | Code::Ok => Disposition::Reject,
+    }
+}
+
+/// A bounded metric label for a status code: its gRPC name in snake case, e.g.
+/// `invalid_argument`.
+pub fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
     }
 }
 
@@ -301,6 +332,12 @@ mod tests {
         ] {
             assert_eq!(classify(code), Disposition::Reject, "{code:?}");
         }
+    }
+
+    /// The default stream carries no offsets, so `ALREADY_EXISTS` cannot vouch for our rows.
+    #[test]
+    fn already_exists_is_retried_not_taken_as_delivered() {
+        assert_eq!(classify(Code::AlreadyExists), Disposition::Retry);
     }
 
     #[test]
