@@ -13,7 +13,7 @@
 //! supplied"), a transient code, so that test covers the stuck path (`--stuck-after`); real
 //! BigQuery answers `INVALID_ARGUMENT` "Input schema has more fields than BigQuery schema"
 //! (<https://github.com/apache/beam/issues/27892>), the refused path, covered with fakes in
-//! `consumer/src/pipeline_tests.rs` and here by the missing dataset (`NOT_FOUND`). bqemulator
+//! `consumer/src/pipeline_outage_tests.rs` and here by the missing dataset (`NOT_FOUND`). bqemulator
 //! accepts appends after `ALTER COLUMN ... SET DATA TYPE` and `RENAME COLUMN` without a word, so
 //! a retyped column cannot be tested against it. `DROP COLUMN source` then `ADD COLUMN source`
 //! restores appends (the column is last, so positions line up again).
