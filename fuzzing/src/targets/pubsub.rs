@@ -210,10 +210,12 @@ fn check_gap(data: &[u8], present: Option<u64>) -> Verdict {
         if present & GAP_FIELDS != GAP_FIELDS {
             return Err(Reason::MissingField);
         }
-        let symbol_ok = !g.symbol.is_empty()
+        // Binance's grammar, ^[A-Z0-9-_.]{1,20}$, stated here again on purpose: the oracle
+        // must not call the rule it checks.
+        let symbol_ok = (1..=20).contains(&g.symbol.len())
             && g.symbol
                 .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b));
         let range_ok = g.from_id >= 0 && g.to_id >= g.from_id;
         let text_ok = !g.reason.is_empty() && !g.reporter.is_empty();
         if !(symbol_ok && range_ok && text_ok && g.detected_time >= EARLIEST_TIME_MICROS) {
