@@ -75,10 +75,9 @@ pub struct RunArgs {
     /// Google Cloud project that owns the topics.
     #[arg(long, env = "GCP_PROJECT")]
     pub project: Option<String>,
-    /// Pub/Sub endpoint, for the emulator only (e.g. http://127.0.0.1:8085); uses anonymous
-    /// credentials. Unset: Google Cloud with Application Default Credentials.
-    #[arg(long, env = "PUBSUB_ENDPOINT")]
-    pub pubsub_endpoint: Option<String>,
+    /// `--pubsub-endpoint` / `PUBSUB_ENDPOINT` (emulator only), else `PUBSUB_EMULATOR_HOST`.
+    #[command(flatten)]
+    pub pubsub: service::gcp::PubSubFlags,
     /// Topic receiving trades.
     #[arg(long, env = "TRADE_TOPIC", default_value = "binance-trades")]
     pub trade_topic: String,
@@ -248,6 +247,19 @@ mod tests {
         let settings = crate::settings::Settings::from_args(&cli.run).unwrap();
         assert_eq!(settings.state_file, Some("/x/r.json".into()));
         assert_eq!(settings.max_resume_ids, 1_000_000);
+    }
+
+    #[test]
+    fn the_pubsub_endpoint_flag_parses_and_help_still_names_its_variable() {
+        let cli = Cli::try_parse_from(["producer", "--pubsub-endpoint", "http://127.0.0.1:8085"])
+            .unwrap();
+        assert_eq!(
+            cli.run.pubsub.pubsub_endpoint.as_deref(),
+            Some("http://127.0.0.1:8085")
+        );
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--pubsub-endpoint"), "{help}");
+        assert!(help.contains("PUBSUB_ENDPOINT"), "{help}");
     }
 
     #[test]
