@@ -9,9 +9,8 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-/// Default symbols (the project's four).
-pub const DEFAULT_SYMBOLS: &str = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT";
+use service::duration::parse as parse_duration;
+use service::symbols::DEFAULT_SYMBOLS;
 
 /// Binance trade streams to Google Cloud Pub/Sub, with no trade lost.
 ///
@@ -76,10 +75,9 @@ pub struct RunArgs {
     /// Google Cloud project that owns the topics.
     #[arg(long, env = "GCP_PROJECT")]
     pub project: Option<String>,
-    /// Pub/Sub endpoint, for the emulator only (e.g. http://127.0.0.1:8085); uses anonymous
-    /// credentials. Unset: Google Cloud with Application Default Credentials.
-    #[arg(long, env = "PUBSUB_ENDPOINT")]
-    pub pubsub_endpoint: Option<String>,
+    /// `--pubsub-endpoint` / `PUBSUB_ENDPOINT` (emulator only), else `PUBSUB_EMULATOR_HOST`.
+    #[command(flatten)]
+    pub pubsub: service::gcp::PubSubFlags,
     /// Topic receiving trades.
     #[arg(long, env = "TRADE_TOPIC", default_value = "binance-trades")]
     pub trade_topic: String,
@@ -193,63 +191,33 @@ pub struct RunArgs {
     pub max_resume_ids: u64,
 }
 
-/// Parses `23h30m`, `90s`, `250ms`, `1h`, `2m10s`; a bare number is seconds.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let s = raw.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!(
-                "{raw:?} is not a duration like 23h30m, 90s or 250ms"
-            ));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("{raw:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        total += match unit {
-            "h" => Duration::from_secs(n * 3600),
-            "m" => Duration::from_secs(n * 60),
-            "s" => Duration::from_secs(n),
-            "ms" => Duration::from_millis(n),
-            _ => {
-                return Err(format!(
-                    "{raw:?}: unknown unit {unit:?} (use h, m, s or ms)"
-                ));
-            }
-        };
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("23h30m"), Ok(Duration::from_secs(84_600)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2m10s"), Ok(Duration::from_secs(130)));
-        assert!(
-            parse_duration("10 parsecs")
+    fn duration_flags_take_the_shared_syntax() {
+        let cli = Cli::try_parse_from([
+            "producer",
+            "--batch-delay",
+            "250ms",
+            "--max-overlap",
+            "90",
+            "--max-ban-wait",
+            "2m10s",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.batch_delay, Duration::from_millis(250));
+        assert_eq!(cli.run.max_overlap, Duration::from_secs(90));
+        assert_eq!(cli.run.max_ban_wait, Duration::from_secs(130));
+        // Days are refused, as the producer's own parser refused them.
+        for bad in ["10 parsecs", "5x", "5d"] {
+            let e = Cli::try_parse_from(["producer", &format!("--gap-grace={bad}")])
                 .unwrap_err()
-                .contains("10 parsecs")
-        );
-        assert!(parse_duration("5d").unwrap_err().contains("\"d\""));
+                .to_string();
+            assert!(e.contains("--gap-grace") && e.contains(bad), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -279,6 +247,19 @@ mod tests {
         let settings = crate::settings::Settings::from_args(&cli.run).unwrap();
         assert_eq!(settings.state_file, Some("/x/r.json".into()));
         assert_eq!(settings.max_resume_ids, 1_000_000);
+    }
+
+    #[test]
+    fn the_pubsub_endpoint_flag_parses_and_help_still_names_its_variable() {
+        let cli = Cli::try_parse_from(["producer", "--pubsub-endpoint", "http://127.0.0.1:8085"])
+            .unwrap();
+        assert_eq!(
+            cli.run.pubsub.pubsub_endpoint.as_deref(),
+            Some("http://127.0.0.1:8085")
+        );
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--pubsub-endpoint"), "{help}");
+        assert!(help.contains("PUBSUB_ENDPOINT"), "{help}");
     }
 
     #[test]

@@ -18,10 +18,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use binance::{Frame, FrameContext, ParseError, TimeUnit, parse_frame};
 use futures::{FutureExt as _, StreamExt};
+use service::clock::now_us;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -122,13 +123,6 @@ pub fn geo_blocked_message(url: &str, body: &str) -> String {
          Fix: run the producer from a region Binance serves (a GCP region outside the US, e.g. \
          asia-northeast1) and use the market-data hosts (BINANCE_WS_URL=wss://data-stream.binance.vision)."
     )
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 type Ws =

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use producer::config::{Cli, Command, FrameTimeUnit};
-use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,7 +21,7 @@ fn main() -> ExitCode {
                 stdout,
                 std::io::stderr(),
                 unit,
-                producer::publisher::now_us,
+                service::clock::now_us,
             ) {
                 Ok(r) if r.errors == 0 => ExitCode::SUCCESS,
                 Ok(r) => {
@@ -53,13 +52,7 @@ fn serve(args: producer::config::RunArgs) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let settings = producer::Settings::from_args(&args)?;
-        let shutdown = CancellationToken::new();
-        let s = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("stop requested: no more reads, flushing");
-            s.cancel();
-        });
+        let shutdown = service::shutdown::on_signal("no more reads, flushing");
         producer::run(settings, shutdown).await.context("producer")
     });
     match result {
@@ -77,27 +70,5 @@ fn serve(args: producer::config::RunArgs) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -108,6 +107,7 @@ impl Metrics {
     /// Registers every metric for `symbols`.
     pub fn new(symbols: &[String]) -> Self {
         let mut registry = Registry::with_prefix("producer");
+        service::build_info::register(&mut registry);
         let by_symbol_source = Family::<Labels, Counter>::default();
         let received = Family::<Labels, Counter>::default();
         let duplicates = Family::<Labels, Counter>::default();
@@ -385,21 +385,12 @@ pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
         .with_state(AppState { metrics, health })
 }
 
-async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
+async fn metrics_handler(State(s): State<AppState>) -> Response {
+    service::http::encoded_metrics_response(s.metrics.encode())
 }
 
-async fn healthz_handler(State(s): State<AppState>) -> impl IntoResponse {
-    match s.health.ready() {
-        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
-    }
+async fn healthz_handler(State(s): State<AppState>) -> Response {
+    service::http::health_response(s.health.ready())
 }
 
 /// Binds `addr` and serves until `shutdown`; returns the bound address.
@@ -409,17 +400,8 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let app = router(metrics, health);
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "metrics server failed");
-        }
-    });
-    Ok((local, task))
+    let listener = service::http::bind(addr).await?;
+    service::http::serve(listener, router(metrics, health), shutdown)
 }
 
 #[cfg(test)]
@@ -434,6 +416,11 @@ mod tests {
         m.reconnect("rotation");
         m.unfilled("BTCUSDT", "geo_blocked_451", 7);
         let text = m.encode();
+        let build_info_line = format!(
+            r#"producer_build_info{{version="{}",git_revision="{}"}} 1"#,
+            build_info::PKG_VERSION,
+            build_info::GIT_REVISION
+        );
         for needle in [
             r#"producer_trades_received_total{symbol="BTCUSDT",source="stream"} 1"#,
             r#"producer_duplicates_dropped_total{symbol="ARBUSDT"} 3"#,
@@ -442,6 +429,7 @@ mod tests {
             "producer_queue_depth",
             "producer_exchange_to_publish_seconds_bucket",
             "producer_publish_latency_seconds_bucket",
+            build_info_line.as_str(),
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use binance::continuity::IdRange;
 use bytes::Bytes;
@@ -37,6 +37,7 @@ use futures::stream::FuturesUnordered;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::Message;
+use service::clock::now_us;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -403,14 +404,6 @@ fn record_success(metrics: &Metrics, m: &Outgoing) {
                 .observe((lag_us.max(0) as f64) / 1e6);
         }
     }
-}
-
-/// Wall clock, µs since the epoch.
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

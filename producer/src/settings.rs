@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use gcp::GcpTarget;
 use gcp::pubsub::Batching;
+use trade_proto::rules::{SYMBOL_PATTERN, normalise_symbol};
 
 use crate::backfill::BackfillConfig;
 use crate::config::RunArgs;
@@ -81,19 +82,13 @@ impl Settings {
             .context("GCP_PROJECT (--project) is required: the project that owns the topics")?;
         let mut symbols = Vec::new();
         for raw in &a.symbols {
-            let s = raw.trim().to_ascii_uppercase();
-            if s.is_empty() {
+            let trimmed = raw.trim();
+            if trimmed.is_empty() {
                 continue;
             }
-            if s.len() > 20
-                || !s
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-            {
-                bail!(
-                    "SYMBOLS (--symbols): {raw:?} is not a Binance symbol (^[A-Z0-9-_.]{{1,20}}$)"
-                );
-            }
+            let Some(s) = normalise_symbol(trimmed) else {
+                bail!("SYMBOLS (--symbols): {raw:?} is not a Binance symbol ({SYMBOL_PATTERN})");
+            };
             if !symbols.contains(&s) {
                 symbols.push(s);
             }
@@ -159,12 +154,7 @@ impl Settings {
             );
         }
         Ok(Self {
-            target: GcpTarget {
-                project,
-                pubsub_endpoint: a.pubsub_endpoint.clone().filter(|e| !e.is_empty()),
-                bigquery_endpoint: None,
-                bigquery_grpc_endpoint: None,
-            },
+            target: service::gcp::target(project, Some(&a.pubsub), None),
             trade_topic: a.trade_topic.clone(),
             gap_topic: a.gap_topic.clone(),
             create_topics: a.create_topics,
@@ -211,5 +201,52 @@ impl Settings {
             state_interval: a.state_interval,
             max_resume_ids: a.max_resume_ids,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+    use service::gcp::{PubSubFlags, resolve_pubsub};
+
+    use super::*;
+    use crate::config::Cli;
+
+    fn settings(args: &[&str]) -> anyhow::Result<Settings> {
+        let mut argv = vec!["producer", "--project", "p"];
+        argv.extend_from_slice(args);
+        Settings::from_args(&Cli::try_parse_from(argv).unwrap().run)
+    }
+
+    #[test]
+    fn symbols_are_upper_cased_deduplicated_and_checked_against_binance_grammar() {
+        let s = settings(&["--symbols", "btcusdt, BTCUSDT,1000sats,,ETH-BTC"]).unwrap();
+        assert_eq!(s.symbols, ["BTCUSDT", "1000SATS", "ETH-BTC"]);
+        for bad in ["BTC/USDT", "ABCDEFGHIJKLMNOPQRSTU"] {
+            let e = settings(&["--symbols", bad]).unwrap_err().to_string();
+            assert!(e.starts_with("SYMBOLS (--symbols)"), "{e}");
+            assert!(e.contains(SYMBOL_PATTERN), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_emulator_host_as_gcloud_prints_it_resolves_and_the_flag_wins() {
+        // `PubSubFlags::endpoint` reads PUBSUB_EMULATOR_HOST from the process; given here instead.
+        let unset = PubSubFlags::default();
+        assert_eq!(
+            resolve_pubsub(unset.pubsub_endpoint.as_deref(), Some("localhost:8085")).as_deref(),
+            Some("http://localhost:8085")
+        );
+        let s = settings(&["--pubsub-endpoint", "http://127.0.0.1:1"]).unwrap();
+        assert_eq!(
+            s.target.pubsub_endpoint.as_deref(),
+            Some("http://127.0.0.1:1")
+        );
+        let cli = Cli::try_parse_from(["producer", "--pubsub-endpoint", "http://127.0.0.1:1"]);
+        let flag = cli.unwrap().run.pubsub.pubsub_endpoint;
+        assert_eq!(
+            resolve_pubsub(flag.as_deref(), Some("localhost:8085")).as_deref(),
+            Some("http://127.0.0.1:1")
+        );
     }
 }

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use binance::rest::RestClient;
+use service::clock::now_us;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::publisher::now_us;
 use crate::resume::{self, Ledger, StartPoint};
 use crate::settings::Settings;
 
