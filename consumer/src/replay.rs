@@ -39,7 +39,7 @@ use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{LogFormat, parse_duration};
+use crate::config::LogFormat;
 
 use crate::dead_letter::{CLASHING_ATTRIBUTE_PREFIX, LETTER_ATTRIBUTES};
 
@@ -119,7 +119,7 @@ pub struct ReplayArgs {
     pub dry_run: bool,
 
     /// Stop when no letter arrived for this long (e.g. 10s, 1m).
-    #[arg(long, env = "REPLAY_IDLE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "REPLAY_IDLE", default_value = "10s", value_parser = service::duration::parse)]
     pub idle: Duration,
 
     /// Stop after reading this many letters.
