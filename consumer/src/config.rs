@@ -31,19 +31,11 @@ pub struct Config {
     #[arg(long, env = "GCP_PROJECT")]
     pub project: String,
 
-    /// Pub/Sub emulator endpoint, e.g. http://127.0.0.1:8085. Unset: Google Cloud with
-    /// Application Default Credentials.
-    #[arg(long, env = "PUBSUB_ENDPOINT")]
-    pub pubsub_endpoint: Option<String>,
+    #[command(flatten)]
+    pub pubsub: service::gcp::PubSubFlags,
 
-    /// BigQuery emulator REST endpoint, e.g. http://127.0.0.1:9050 (set together with
-    /// --bigquery-grpc-endpoint). Unset: Google Cloud.
-    #[arg(long, env = "BIGQUERY_ENDPOINT")]
-    pub bigquery_endpoint: Option<String>,
-
-    /// BigQuery emulator Storage API endpoint as host:port, e.g. 127.0.0.1:9060.
-    #[arg(long, env = "BIGQUERY_GRPC_ENDPOINT")]
-    pub bigquery_grpc_endpoint: Option<String>,
+    #[command(flatten)]
+    pub bigquery: service::gcp::BigQueryFlags,
 
     /// Subscription carrying encoded `Trade` messages.
     #[arg(long, env = "TRADE_SUBSCRIPTION", default_value = "binance-trades-bq")]
@@ -210,12 +202,9 @@ impl Config {
                 format!("{ext}s is outside Pub/Sub's 10s..600s ack deadline range"),
             ));
         }
-        if self.bigquery_endpoint.is_some() != self.bigquery_grpc_endpoint.is_some() {
-            return Err(bad(
-                "--bigquery-endpoint/--bigquery-grpc-endpoint",
-                "set both (emulator) or neither (Google Cloud)",
-            ));
-        }
+        self.bigquery
+            .check()
+            .map_err(|why| bad("--bigquery-endpoint/--bigquery-grpc-endpoint", why))?;
         if self.shutdown_deadline.is_zero() {
             return Err(bad("--shutdown-deadline", "must be more than 0"));
         }
@@ -225,14 +214,9 @@ impl Config {
         Ok(())
     }
 
-    /// The project and endpoints for the `gcp` clients.
+    /// The project and endpoints for the `gcp` clients (`PUBSUB_EMULATOR_HOST` considered).
     pub fn target(&self) -> gcp::GcpTarget {
-        gcp::GcpTarget {
-            project: self.project.clone(),
-            pubsub_endpoint: self.pubsub_endpoint.clone(),
-            bigquery_endpoint: self.bigquery_endpoint.clone(),
-            bigquery_grpc_endpoint: self.bigquery_grpc_endpoint.clone(),
-        }
+        service::gcp::target(&self.project, Some(&self.pubsub), Some(&self.bigquery))
     }
 
     /// The batch limits.
@@ -270,6 +254,22 @@ mod tests {
         assert_eq!(c.refused_retry_max, Duration::from_secs(60));
         assert_eq!(c.stuck_after, Duration::from_secs(60));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn endpoint_flags_make_the_target() {
+        let c = parse(&[
+            "--pubsub-endpoint",
+            "http://127.0.0.1:8085",
+            "--bigquery-endpoint",
+            "http://127.0.0.1:9050",
+            "--bigquery-grpc-endpoint",
+            "127.0.0.1:9060",
+        ]);
+        c.validate().unwrap();
+        let t = c.target();
+        assert_eq!(t.pubsub_endpoint.as_deref(), Some("http://127.0.0.1:8085"));
+        assert_eq!(t.bigquery_grpc_endpoint.as_deref(), Some("127.0.0.1:9060"));
     }
 
     #[test]
