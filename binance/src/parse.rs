@@ -22,6 +22,8 @@
 //! Errors name the field and quote the raw JSON token (truncated to
 //! [`MAX_QUOTED_BYTES`]), e.g. `field "p": "1e5" is not a plain decimal`.
 
+use trade_proto::rules::normalise_symbol;
+pub use trade_proto::rules::{MAX_SYMBOL_LEN, is_plain_decimal};
 use trade_proto::{Source, Trade};
 
 use crate::wire::RestTrade;
@@ -31,10 +33,6 @@ use scan::{Cursor, EventFields, Kind, Tok};
 
 /// Longest raw value quoted in an error message; longer values are cut with `...`.
 pub const MAX_QUOTED_BYTES: usize = 64;
-
-/// Longest symbol accepted. Source: Binance spot API docs, "Terminology"/ENUM definitions:
-/// symbols match `^[A-Z0-9-_.]{1,20}$`.
-pub const MAX_SYMBOL_LEN: usize = 20;
 
 /// Deepest nesting skipped inside an unknown field; deeper frames are rejected so a hostile frame
 /// cannot make the scanner recurse without bound (it does not recurse, but it counts).
@@ -242,31 +240,6 @@ pub fn parse_rest_trade(
     })
 }
 
-/// True when `s` is `digits [ "." digits ]`: what BigQuery NUMERIC and every decimal library
-/// read unambiguously. Rejects empty strings, signs, exponents, spaces, a lone or trailing dot.
-pub fn is_plain_decimal(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    if i == 0 {
-        return false;
-    }
-    if i == b.len() {
-        return true;
-    }
-    if b[i] != b'.' {
-        return false;
-    }
-    i += 1;
-    let frac_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    i == b.len() && i > frac_start
-}
-
 // ---------------------------------------------------------------------------------------------
 // Conversion of scanned fields
 // ---------------------------------------------------------------------------------------------
@@ -395,20 +368,14 @@ fn time_field(field: &'static str, tok: Tok<'_>, unit: TimeUnit) -> Result<i64, 
         .ok_or_else(|| invalid(field, tok.raw, "overflows microseconds"))
 }
 
+/// Upper-cases `v` and checks it against the contracts' one symbol rule.
 fn validate_symbol(field: &'static str, v: &str, raw: &str) -> Result<String, ParseError> {
-    let ok = !v.is_empty()
-        && v.len() <= MAX_SYMBOL_LEN
-        && v.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-    if !ok {
-        return Err(invalid(
-            field,
-            raw,
-            "is not a Binance symbol (A-Z 0-9 - _ ., 1 to 20 bytes)",
-        ));
-    }
-    Ok(v.to_ascii_uppercase())
+    normalise_symbol(v).ok_or_else(|| invalid(field, raw, NOT_A_SYMBOL))
 }
+
+/// A literal because `problem` is `&'static str`; a test keeps it quoting
+/// [`trade_proto::rules::SYMBOL_PATTERN`].
+const NOT_A_SYMBOL: &str = "is not a Binance symbol (^[A-Z0-9-_.]{1,20}$)";
 
 fn invalid(field: &'static str, raw: &str, problem: &'static str) -> ParseError {
     ParseError::InvalidField {
@@ -439,15 +406,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_decimal_grammar() {
-        for ok in ["0", "1", "107407.88000000", "0.00024000", "00.10"] {
-            assert!(is_plain_decimal(ok), "{ok}");
-        }
-        for bad in [
-            "", ".", "1.", ".5", "-1", "+1", "1e5", "1E5", "1.2.3", " 1", "1 ", "NaN", "0x1",
-        ] {
-            assert!(!is_plain_decimal(bad), "{bad}");
-        }
+    fn the_symbol_problem_quotes_the_rule() {
+        assert!(NOT_A_SYMBOL.contains(trade_proto::rules::SYMBOL_PATTERN));
     }
 
     #[test]

@@ -115,16 +115,16 @@ pub async fn run_with_metrics(
     if config.create_missing {
         create_missing(&config).await.context("--create-missing")?;
     }
-    let listener = metrics::bind(config.metrics_addr)
+    let listener = service::http::bind(config.metrics_addr)
         .await
         .with_context(|| format!("cannot listen on --metrics-addr {}", config.metrics_addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /livez and /metrics");
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(metrics::serve(
+    let (addr, server) = service::http::serve(
         listener,
-        metrics.clone(),
+        metrics::router(metrics.clone()),
         server_stop.clone(),
-    ));
+    )?;
+    tracing::info!(%addr, "serving /healthz, /livez and /metrics");
 
     let sink = Arc::new(
         BigQuerySink::connect(&target, &config.market_dataset)

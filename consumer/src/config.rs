@@ -31,19 +31,11 @@ pub struct Config {
     #[arg(long, env = "GCP_PROJECT")]
     pub project: String,
 
-    /// Pub/Sub emulator endpoint, e.g. http://127.0.0.1:8085. Unset: Google Cloud with
-    /// Application Default Credentials.
-    #[arg(long, env = "PUBSUB_ENDPOINT")]
-    pub pubsub_endpoint: Option<String>,
+    #[command(flatten)]
+    pub pubsub: service::gcp::PubSubFlags,
 
-    /// BigQuery emulator REST endpoint, e.g. http://127.0.0.1:9050 (set together with
-    /// --bigquery-grpc-endpoint). Unset: Google Cloud.
-    #[arg(long, env = "BIGQUERY_ENDPOINT")]
-    pub bigquery_endpoint: Option<String>,
-
-    /// BigQuery emulator Storage API endpoint as host:port, e.g. 127.0.0.1:9060.
-    #[arg(long, env = "BIGQUERY_GRPC_ENDPOINT")]
-    pub bigquery_grpc_endpoint: Option<String>,
+    #[command(flatten)]
+    pub bigquery: service::gcp::BigQueryFlags,
 
     /// Subscription carrying encoded `Trade` messages.
     #[arg(long, env = "TRADE_SUBSCRIPTION", default_value = "binance-trades-bq")]
@@ -92,7 +84,7 @@ pub struct Config {
 
     /// Close a batch at the latest this long after its first row (e.g. 500ms, 1s, 2m). Bounds
     /// the exchange-to-BigQuery latency at quiet times.
-    #[arg(long, env = "BATCH_MAX_AGE", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "BATCH_MAX_AGE", default_value = "1s", value_parser = service::duration::parse)]
     pub batch_max_age: Duration,
 
     /// Flow control: Pub/Sub stops sending when this many messages are unacked, per stream.
@@ -105,16 +97,16 @@ pub struct Config {
 
     /// Each lease extension asks Pub/Sub for this much more time (10s..600s). A crashed consumer's
     /// messages are redelivered after at most this long.
-    #[arg(long, env = "LEASE_EXTENSION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "LEASE_EXTENSION", default_value = "60s", value_parser = service::duration::parse)]
     pub lease_extension: Duration,
 
     /// Stop extending a message's lease after this long (BigQuery down longer than this: the
     /// message is redelivered, which the deduplicating view absorbs).
-    #[arg(long, env = "MAX_LEASE", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "MAX_LEASE", default_value = "1h", value_parser = service::duration::parse)]
     pub max_lease: Duration,
 
     /// Give up on one AppendRows call after this long and retry it.
-    #[arg(long, env = "APPEND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "APPEND_TIMEOUT", default_value = "30s", value_parser = service::duration::parse)]
     pub append_timeout: Duration,
 
     /// Remember this many recently landed (symbol, trade_id) keys to skip duplicate rows
@@ -124,24 +116,24 @@ pub struct Config {
 
     /// /healthz turns 503 when held rows have waited this long for an append that lands
     /// (transient failures: BigQuery down, timeouts). A refusal turns it 503 at once.
-    #[arg(long, env = "STUCK_AFTER", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "STUCK_AFTER", default_value = "60s", value_parser = service::duration::parse)]
     pub stuck_after: Duration,
 
     /// Longest wait between retries of an append BigQuery refused as a whole (outage mode:
     /// schema drift, missing table or dataset, permission denied); retries start at 1 s.
-    #[arg(long, env = "REFUSED_RETRY_MAX", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "REFUSED_RETRY_MAX", default_value = "60s", value_parser = service::duration::parse)]
     pub refused_retry_max: Duration,
 
     /// Reopen the trade subscription's streaming pull after this long without a message (BTCUSDT
     /// alone averages ~35 trades/s, so a silent minute means something is broken); silent again
     /// after the reopen, /healthz and /livez turn 503 until a message arrives. 0 turns it off.
     /// Never applied to the gap subscription (gap records are rare).
-    #[arg(long, env = "PULL_SILENCE", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "PULL_SILENCE", default_value = "60s", value_parser = service::duration::parse)]
     pub pull_silence: Duration,
 
     /// On SIGTERM, flush and ack within this long, then exit (keep it below the platform's
     /// grace period: Cloud Run and `docker stop` give 10 s).
-    #[arg(long, env = "SHUTDOWN_DEADLINE", default_value = "8s", value_parser = parse_duration)]
+    #[arg(long, env = "SHUTDOWN_DEADLINE", default_value = "8s", value_parser = service::duration::parse)]
     pub shutdown_deadline: Duration,
 
     /// Create missing topics, subscriptions, datasets, tables and the view first (local runs;
@@ -210,12 +202,9 @@ impl Config {
                 format!("{ext}s is outside Pub/Sub's 10s..600s ack deadline range"),
             ));
         }
-        if self.bigquery_endpoint.is_some() != self.bigquery_grpc_endpoint.is_some() {
-            return Err(bad(
-                "--bigquery-endpoint/--bigquery-grpc-endpoint",
-                "set both (emulator) or neither (Google Cloud)",
-            ));
-        }
+        self.bigquery
+            .check()
+            .map_err(|why| bad("--bigquery-endpoint/--bigquery-grpc-endpoint", why))?;
         if self.shutdown_deadline.is_zero() {
             return Err(bad("--shutdown-deadline", "must be more than 0"));
         }
@@ -225,14 +214,9 @@ impl Config {
         Ok(())
     }
 
-    /// The project and endpoints for the `gcp` clients.
+    /// The project and endpoints for the `gcp` clients (`PUBSUB_EMULATOR_HOST` considered).
     pub fn target(&self) -> gcp::GcpTarget {
-        gcp::GcpTarget {
-            project: self.project.clone(),
-            pubsub_endpoint: self.pubsub_endpoint.clone(),
-            bigquery_endpoint: self.bigquery_endpoint.clone(),
-            bigquery_grpc_endpoint: self.bigquery_grpc_endpoint.clone(),
-        }
+        service::gcp::target(&self.project, Some(&self.pubsub), Some(&self.bigquery))
     }
 
     /// The batch limits.
@@ -245,54 +229,11 @@ impl Config {
     }
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h` (an integer and a unit), or a bare `0`.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let s = raw.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration {raw:?} has no unit (use ms, s, m or h)"))?;
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("duration {raw:?} does not start with a whole number"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "duration {raw:?} has unit {unit:?}; use ms, s, m or h"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
     use rstest::rstest;
-
-    #[rstest]
-    #[case::millis("250ms", Duration::from_millis(250))]
-    #[case::seconds("5s", Duration::from_secs(5))]
-    #[case::minutes("2m", Duration::from_secs(120))]
-    #[case::hours("1h", Duration::from_secs(3600))]
-    #[case::zero("0", Duration::ZERO)]
-    fn durations_parse(#[case] raw: &str, #[case] want: Duration) {
-        assert_eq!(parse_duration(raw), Ok(want));
-    }
-
-    #[rstest]
-    #[case::no_unit("5", "no unit")]
-    #[case::bad_unit("5d", "\"d\"")]
-    #[case::no_number("s", "whole number")]
-    fn bad_durations_say_why(#[case] raw: &str, #[case] needle: &str) {
-        let err = parse_duration(raw).unwrap_err();
-        assert!(err.contains(needle) && err.contains(raw), "{err}");
-    }
 
     fn parse(args: &[&str]) -> Config {
         let mut all = vec!["consumer", "--project", "p"];
@@ -313,6 +254,29 @@ mod tests {
         assert_eq!(c.refused_retry_max, Duration::from_secs(60));
         assert_eq!(c.stuck_after, Duration::from_secs(60));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn endpoint_flags_make_the_target() {
+        // The flags are service::gcp's; this checks they are wired into the consumer's target.
+        let c = parse(&[
+            "--bigquery-endpoint=http://b",
+            "--bigquery-grpc-endpoint=b:1",
+        ]);
+        c.validate().unwrap();
+        assert_eq!(c.target().bigquery_grpc_endpoint.as_deref(), Some("b:1"));
+        let c = parse(&["--pubsub-endpoint=http://p"]);
+        assert_eq!(c.target().pubsub_endpoint.as_deref(), Some("http://p"));
+    }
+
+    #[test]
+    fn duration_flags_take_the_shared_syntax() {
+        let c = parse(&["--batch-max-age", "250ms", "--max-lease", "1h30m"]);
+        assert_eq!(c.batch_max_age, Duration::from_millis(250));
+        assert_eq!(c.max_lease, Duration::from_secs(5_400));
+        assert!(
+            Config::try_parse_from(["consumer", "--project", "p", "--max-lease", "5x"]).is_err()
+        );
     }
 
     #[rstest]

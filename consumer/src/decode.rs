@@ -134,41 +134,10 @@ pub fn decode_gap(data: &[u8]) -> Result<Gap, Poison> {
         )
     })?;
     require_fields(data, &GAP_FIELDS)?;
-    let invalid = |detail: String| Err(Poison::new(Reason::InvalidValue, detail));
-    if gap.symbol.is_empty()
-        || !gap
-            .symbol
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-    {
-        return invalid(format!(
-            "field \"symbol\": {:?} is not an upper-case Binance symbol",
-            gap.symbol
-        ));
-    }
-    if gap.from_id < 0 || gap.to_id < gap.from_id {
-        return invalid(format!(
-            "fields \"from_id\"/\"to_id\": {}..={} is not a range of trade ids",
-            gap.from_id, gap.to_id
-        ));
-    }
-    if gap.reason.is_empty() || gap.reporter.is_empty() {
-        return invalid(format!(
-            "fields \"reason\"/\"reporter\": {:?}/{:?} must not be empty",
-            gap.reason, gap.reporter
-        ));
-    }
-    if gap.detected_time < EARLIEST_TIME_MICROS {
-        return invalid(format!(
-            "field \"detected_time\": {} is not a time in microseconds since the epoch",
-            gap.detected_time
-        ));
-    }
+    gap.validate()
+        .map_err(|e| Poison::new(Reason::InvalidValue, e.to_string()))?;
     Ok(gap)
 }
-
-/// 2017-01-01T00:00:00Z in microseconds (as `trade-proto` uses for trades).
-const EARLIEST_TIME_MICROS: i64 = 1_483_228_800_000_000;
 
 /// `(field number, name)` of every required `Trade` field.
 const TRADE_FIELDS: [(u32, &str); 9] = [

@@ -35,7 +35,7 @@ use crate::sink::Table;
 
 mod http;
 
-pub use http::{bind, router, serve};
+pub use http::router;
 
 /// `table="trades_raw"|"gaps"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -140,6 +140,7 @@ impl Metrics {
     /// Registers every metric under the `consumer_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("consumer");
+        service::build_info::register(&mut registry);
         let received = Family::default();
         let rows_appended = Family::default();
         let batches = Family::default();
@@ -497,6 +498,12 @@ mod tests {
             text.contains("consumer_dead_lettered_total{table=\"gaps\",reason=\"undecodable\"} 1")
         );
         assert!(text.contains("consumer_exchange_to_bigquery_seconds_count 1"));
+        let build = format!(
+            "consumer_build_info{{version=\"{}\",git_revision=\"{}\"}} 1",
+            build_info::PKG_VERSION,
+            build_info::GIT_REVISION
+        );
+        assert!(text.contains(&build), "{text}");
         let s = m.snapshot(Table::Trades);
         assert_eq!((s.rows_appended, s.duplicates, s.redeliveries), (7, 1, 1));
     }
@@ -549,10 +556,10 @@ mod tests {
     async fn the_endpoint_serves_health_and_metrics() {
         let m = Arc::new(Metrics::new());
         m.appended(Table::Gaps, 2, 0.01);
-        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = service::http::bind("127.0.0.1:0").await.unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, m.clone(), stop.clone()));
+        let (addr, server) =
+            service::http::serve(listener, router(m.clone()), stop.clone()).unwrap();
         let get = |path: &'static str| async move {
             use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -586,7 +593,11 @@ mod tests {
         m.set_pull_silent(Table::Trades, false);
         assert!(m.append_landed(Table::Trades).is_some());
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(
+            get("/metrics").await.contains("consumer_build_info{"),
+            "the build is on /metrics"
+        );
         stop.cancel();
-        server.await.unwrap().unwrap();
+        server.await.unwrap();
     }
 }

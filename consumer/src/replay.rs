@@ -39,7 +39,7 @@ use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{LogFormat, parse_duration};
+use crate::config::LogFormat;
 
 use crate::dead_letter::{CLASHING_ATTRIBUTE_PREFIX, LETTER_ATTRIBUTES};
 
@@ -72,10 +72,8 @@ pub struct ReplayArgs {
     #[arg(long, env = "GCP_PROJECT")]
     pub project: String,
 
-    /// Pub/Sub emulator endpoint, e.g. http://127.0.0.1:8085. Unset: Google Cloud with
-    /// Application Default Credentials.
-    #[arg(long, env = "PUBSUB_ENDPOINT")]
-    pub pubsub_endpoint: Option<String>,
+    #[command(flatten)]
+    pub pubsub: service::gcp::PubSubFlags,
 
     /// Subscription on the dead-letter topic to read letters from.
     #[arg(
@@ -119,7 +117,7 @@ pub struct ReplayArgs {
     pub dry_run: bool,
 
     /// Stop when no letter arrived for this long (e.g. 10s, 1m).
-    #[arg(long, env = "REPLAY_IDLE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "REPLAY_IDLE", default_value = "10s", value_parser = service::duration::parse)]
     pub idle: Duration,
 
     /// Stop after reading this many letters.
@@ -348,12 +346,7 @@ type Publishing = std::pin::Pin<
 
 /// Runs one replay (see the module doc) until idle, the limit or `shutdown`.
 pub async fn run(args: &ReplayArgs, shutdown: CancellationToken) -> anyhow::Result<Summary> {
-    let target = gcp::GcpTarget {
-        project: args.project.clone(),
-        pubsub_endpoint: args.pubsub_endpoint.clone(),
-        bigquery_endpoint: None,
-        bigquery_grpc_endpoint: None,
-    };
+    let target = service::gcp::target(&args.project, Some(&args.pubsub), None);
     let mut summary = Summary {
         subscription: args.subscription.clone(),
         dry_run: args.dry_run,

@@ -14,6 +14,9 @@ Examples:
   PUBSUB_ENDPOINT=http://127.0.0.1:8085 GCP_PROJECT=local-project \\
     tap --symbol BTCUSDT --symbol ARBUSDT --limit 20 --dedup
 
+  # The same after `$(gcloud beta emulators pubsub env-init)` (it sets PUBSUB_EMULATOR_HOST):
+  tap --project local-project --symbol BTCUSDT --limit 20
+
   # Only trades the producer fetched over REST to fill a gap:
   tap --project my-project --source backfill
 
@@ -31,7 +34,7 @@ subscription it takes them away from its owner: tap refuses the pipeline's own s
 (binance-trades-bq, binance-gaps-bq, binance-trades-dead-letter-sub) and any existing one it did
 not create, unless --attach-existing.
 Credentials: on Google Cloud, Application Default Credentials (gcloud auth application-default
-login); with --pubsub-endpoint, none (the emulator).";
+login); with --pubsub-endpoint or PUBSUB_EMULATOR_HOST, none (the emulator).";
 
 /// Tap the trade topic: print the Binance trades the pipeline publishes, decoded, as they arrive.
 #[derive(Debug, Clone, Parser)]
@@ -41,9 +44,8 @@ pub struct Args {
     #[arg(long, env = "GCP_PROJECT")]
     pub project: String,
 
-    /// Pub/Sub emulator endpoint, e.g. http://127.0.0.1:8085. Leave unset for Google Cloud.
-    #[arg(long, env = "PUBSUB_ENDPOINT")]
-    pub pubsub_endpoint: Option<String>,
+    #[command(flatten)]
+    pub pubsub: service::gcp::PubSubFlags,
 
     /// The trade topic (short name).
     #[arg(long, env = "TRADE_TOPIC", default_value = "binance-trades")]

@@ -12,8 +12,13 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = tap::Args::parse();
+    // Ctrl-C or SIGTERM: tap stops reading and deletes its subscription.
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone())?;
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        service::shutdown::signalled().await;
+        token.cancel();
+    });
 
     let mut out = io::stdout().lock();
     let mut err = io::stderr();
@@ -25,20 +30,5 @@ async fn main() -> anyhow::Result<()> {
         "tap: {} printed, {} invalid, {} duplicates dropped, {} not asked for skipped ({:?})",
         summary.printed, summary.invalid, summary.duplicates, summary.not_wanted, summary.stop
     )?;
-    Ok(())
-}
-
-/// Cancels `token` on the first Ctrl-C (SIGINT) or SIGTERM; tap then deletes its subscription.
-fn spawn_signal_handler(token: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        token.cancel();
-    });
     Ok(())
 }

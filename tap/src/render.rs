@@ -63,35 +63,14 @@ pub fn table_row(t: &Trade) -> String {
     )
 }
 
-/// `2025-06-28T17:46:20.368123Z` from microseconds since the epoch (proleptic Gregorian, UTC).
+/// `2025-06-28T17:46:20.368123Z` from microseconds since the epoch (UTC). A value outside
+/// jiff's years -9999..=9999 (no real trade time) is printed as the bare integer.
 pub fn utc_micros(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
-    let frac = micros.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day). The era arithmetic of Howard Hinnant's
-/// `civil_from_days` (<https://howardhinnant.github.io/date_algorithms.html>): eras of 400 years
-/// (146,097 days), years starting in March so that the leap day is last.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    match jiff::Timestamp::from_microsecond(micros) {
+        // jiff's RFC 3339 form, the precision fixed at microseconds (what the contracts carry).
+        Ok(ts) => format!("{ts:.6}"),
+        Err(_) => micros.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +118,7 @@ mod tests {
     #[case::binance_launch(1_500_000_000_123_456, "2017-07-14T02:40:00.123456Z")]
     #[case::end_of_2024(1_735_689_599_999_999, "2024-12-31T23:59:59.999999Z")]
     #[case::year_2100_not_leap(4_107_542_400_000_000, "2100-03-01T00:00:00.000000Z")]
+    #[case::out_of_range(i64::MAX, "9223372036854775807")]
     fn times_print_as_utc(#[case] micros: i64, #[case] want: &str) {
         assert_eq!(utc_micros(micros), want);
     }

@@ -176,12 +176,7 @@ pub async fn run<W: Write, E: Write>(
     err: &mut E,
     shutdown: CancellationToken,
 ) -> Result<Summary, RunError> {
-    let target = GcpTarget {
-        project: args.project.clone(),
-        pubsub_endpoint: args.pubsub_endpoint.clone(),
-        bigquery_endpoint: None,
-        bigquery_grpc_endpoint: None,
-    };
+    let target = service::gcp::target(&args.project, Some(&args.pubsub), None);
     let name = args.subscription.clone().unwrap_or_else(temporary_name);
     check_name(&name, args.attach_existing)?;
     let admin = Admin::connect(&target).await?;

@@ -1,46 +1,38 @@
-//! The `/healthz`, `/livez` and `/metrics` endpoint over [`Metrics`] (axum); what each answers
-//! is in the parent module's documentation.
+//! The `/healthz`, `/livez` and `/metrics` routes over [`Metrics`] (axum); what each answers is
+//! in the parent module's documentation. Binding and serving are `service::http`'s.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
-use tokio_util::sync::CancellationToken;
+use service::http::{encoded_metrics_response, health_response};
 
 use super::{Health, Metrics};
 
-fn answer(ok: bool, health: &Health) -> (StatusCode, String) {
-    if ok {
-        (StatusCode::OK, "ok\n".to_owned())
+/// 200 `ok` when `ok`, else 503 with one problem a line.
+fn answer(ok: bool, health: &Health) -> Response {
+    health_response(if ok {
+        Ok(())
     } else {
-        let mut body = health.problems.join("\n");
-        body.push('\n');
-        (StatusCode::SERVICE_UNAVAILABLE, body)
-    }
+        Err(health.problems.join("\n"))
+    })
 }
 
-async fn healthz(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn healthz(State(metrics): State<Arc<Metrics>>) -> Response {
     let health = metrics.health();
     answer(health.is_ok(), &health)
 }
 
-async fn livez(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn livez(State(metrics): State<Arc<Metrics>>) -> Response {
     let health = metrics.health();
     answer(!health.wedged, &health)
 }
 
-async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.encode(),
-    )
+async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> Response {
+    // `encode` refreshes the stuck gauges first, so the registry is not encoded directly.
+    encoded_metrics_response(metrics.encode())
 }
 
 /// The `/healthz`, `/livez` and `/metrics` routes.
@@ -50,20 +42,4 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
         .route("/livez", get(livez))
         .route("/metrics", get(metrics_text))
         .with_state(metrics)
-}
-
-/// Serves the routes on `listener` until `shutdown` is cancelled.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-}
-
-/// Binds the metrics address (so a busy port fails at start-up, not later).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }
