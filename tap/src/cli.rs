@@ -106,20 +106,17 @@ pub enum Format {
 }
 
 fn parse_symbol(raw: &str) -> Result<String, String> {
-    let ok = !raw.is_empty()
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() && !b.is_ascii_lowercase());
-    if ok {
+    use trade_proto::rules::{SYMBOL_PATTERN, is_symbol, normalise_symbol};
+    if is_symbol(raw) {
         Ok(raw.to_owned())
-    } else if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    } else if let Some(upper) = normalise_symbol(raw) {
+        // Attribute filters match exactly, so a lower-case symbol would silently match nothing.
         Err(format!(
-            "{raw:?} is not upper case; Binance symbols are, e.g. {:?}",
-            raw.to_ascii_uppercase()
+            "{raw:?} is not upper case; Binance symbols are, e.g. {upper:?}"
         ))
     } else {
         Err(format!(
-            "{raw:?} is not a Binance symbol (upper-case letters and digits, e.g. \"BTCUSDT\")"
+            "{raw:?} is not a Binance symbol ({SYMBOL_PATTERN}, e.g. \"BTCUSDT\")"
         ))
     }
 }
@@ -191,6 +188,17 @@ mod tests {
     #[case::raw(&["--filter", "hasPrefix(attributes.symbol, \"BTC\")"], Some("hasPrefix(attributes.symbol, \"BTC\")"))]
     fn flags_make_the_filter(#[case] args: &[&str], #[case] want: Option<&str>) {
         assert_eq!(parse(args).unwrap().subscription_filter().as_deref(), want);
+    }
+
+    #[test]
+    fn symbols_follow_the_contracts_rule() {
+        // The same grammar the producer publishes and the consumer accepts: - _ . included.
+        assert_eq!(parse_symbol("BTC-USDT").as_deref(), Ok("BTC-USDT"));
+        assert!(
+            parse_symbol("ABCDEFGHIJKLMNOPQRSTU")
+                .unwrap_err()
+                .contains("^[A-Z0-9-_.]{1,20}$")
+        );
     }
 
     #[rstest]

@@ -1107,16 +1107,14 @@ async fn a_frozen_pubsub_emulator_is_noticed_by_the_pull_silence_check() {
     let mut run_config = config(&config_target, &Names::new(), &["--pull-silence=3s"]);
     run_config.trade_subscription = sub.clone();
     let metrics = Arc::new(Metrics::new());
-    let listener = consumer::metrics::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = service::http::bind("127.0.0.1:0").await.unwrap();
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(consumer::metrics::serve(
+    let (addr, server) = service::http::serve(
         listener,
-        metrics.clone(),
+        consumer::metrics::router(metrics.clone()),
         server_stop.clone(),
-    ));
+    )
+    .unwrap();
     let stop = CancellationToken::new();
     let pipeline = tokio::spawn(
         Pipeline::<Trades, _, _, _>::new(
@@ -1180,5 +1178,5 @@ async fn a_frozen_pubsub_emulator_is_noticed_by_the_pull_silence_check() {
     stop.cancel();
     pipeline.await.unwrap();
     server_stop.cancel();
-    server.await.unwrap().unwrap();
+    server.await.unwrap();
 }
