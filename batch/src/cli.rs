@@ -2,15 +2,14 @@
 //! (the names the whole pipeline shares), defaults defined once, validated before any I/O.
 
 use clap::{Args, Parser, Subcommand};
+use service::symbols::DEFAULT_SYMBOLS;
+use trade_proto::rules::{SYMBOL_PATTERN, normalise_symbol};
 
 use crate::backfill::{
     DEFAULT_MAX_DAYS, DEFAULT_MAX_WEIGHT_PER_MINUTE, MAX_WEIGHT_PER_MINUTE, MIN_WEIGHT_PER_MINUTE,
 };
 use crate::day::{Day, DayError, parse_instant_us};
 use crate::klines::Interval;
-
-/// The symbols captured by default (the shared contract's `SYMBOLS`).
-pub const DEFAULT_SYMBOLS: &str = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT";
 
 /// The daily batch of the binance-gcp-pipeline.
 #[derive(Debug, Parser)]
@@ -32,7 +31,11 @@ pub const DEFAULT_SYMBOLS: &str = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT";
         set BIGQUERY_ENDPOINT and BIGQUERY_GRPC_ENDPOINT (anonymous credentials are then used); \
         without them, Application Default Credentials and Google Cloud.\n\n\
         Example: batch --project my-proj klines --date 2026-01-31 --symbols BTCUSDT,ARBUSDT",
-    after_help = "Exit status: 0 on success, 1 on any failure (a failed check names symbol, date and problem), 2 on bad usage."
+    after_help = "Exit status: 0 on success, 1 on any failure (a failed check names symbol, date and problem), 2 on bad usage.",
+    // The shared BigQuery flags are not global by themselves; like every batch flag they may
+    // come before or after the command.
+    mut_arg("bigquery_endpoint", |a| a.global(true)),
+    mut_arg("bigquery_grpc_endpoint", |a| a.global(true))
 )]
 pub struct Cli {
     /// Settings shared by every command.
@@ -49,12 +52,9 @@ pub struct Global {
     /// Google Cloud project that owns the datasets.
     #[arg(long, env = "GCP_PROJECT", global = true)]
     pub project: Option<String>,
-    /// BigQuery REST endpoint of an emulator, e.g. http://127.0.0.1:9050 (unset: Google Cloud).
-    #[arg(long, env = "BIGQUERY_ENDPOINT", global = true)]
-    pub bigquery_endpoint: Option<String>,
-    /// BigQuery Storage gRPC endpoint of an emulator as host:port (unset: Google Cloud).
-    #[arg(long, env = "BIGQUERY_GRPC_ENDPOINT", global = true)]
-    pub bigquery_grpc_endpoint: Option<String>,
+    /// `--bigquery-endpoint` / `--bigquery-grpc-endpoint` (emulator; unset: Google Cloud).
+    #[command(flatten)]
+    pub bigquery: service::gcp::BigQueryFlags,
     /// Symbols to process, comma-separated, upper case.
     #[arg(long, env = "SYMBOLS", global = true, default_value = DEFAULT_SYMBOLS, value_delimiter = ',')]
     pub symbols: Vec<String>,
@@ -238,14 +238,24 @@ impl Global {
         validate_identifier("--scd-dataset / BQ_SCD_DATASET", &self.scd_dataset)?;
         let mut symbols = Vec::new();
         for s in &self.symbols {
-            let s = s.trim().to_ascii_uppercase();
+            let s = s.trim();
             if s.is_empty() {
                 continue;
             }
+            let Some(s) = normalise_symbol(s) else {
+                return Err(SettingError {
+                    setting: "--symbols / SYMBOLS",
+                    why: format!("{s:?} is not a Binance symbol ({SYMBOL_PATTERN})"),
+                });
+            };
+            // Stricter than Binance's rule: each symbol names a table, dwh.klines_<symbol>, and
+            // BigQuery table names take no `.`; the warehouse keeps to letters and digits.
             if !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return Err(SettingError {
                     setting: "--symbols / SYMBOLS",
-                    why: format!("{s:?} is not a Binance symbol (letters and digits)"),
+                    why: format!(
+                        "{s:?} cannot name a table dwh.klines_<symbol> (letters and digits only)"
+                    ),
                 });
             }
             if !symbols.contains(&s) {
@@ -258,12 +268,10 @@ impl Global {
                 why: "no symbol given".into(),
             });
         }
-        if self.bigquery_endpoint.is_some() != self.bigquery_grpc_endpoint.is_some() {
-            return Err(SettingError {
-                setting: "--bigquery-endpoint / --bigquery-grpc-endpoint",
-                why: "set both (emulator) or neither (Google Cloud)".into(),
-            });
-        }
+        self.bigquery.check().map_err(|why| SettingError {
+            setting: "--bigquery-endpoint / --bigquery-grpc-endpoint",
+            why,
+        })?;
         Ok(symbols)
     }
 }
@@ -385,15 +393,42 @@ mod tests {
                 .to_string()
                 .contains("BQ_DWH_DATASET")
         );
-        let cli =
-            Cli::try_parse_from(["batch", "--project", "p", "--symbols", "BTC'USDT", "setup"])
+        for bad in ["BTC'USDT", "BTC.USDT", "BTC-USDT"] {
+            let cli = Cli::try_parse_from(["batch", "--project", "p", "--symbols", bad, "setup"])
                 .unwrap();
-        assert!(
-            cli.global
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("SYMBOLS")
+            let e = cli.global.validate().unwrap_err().to_string();
+            assert!(e.contains("SYMBOLS") && e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn bigquery_endpoints_are_global_and_set_together() {
+        let cli = Cli::try_parse_from([
+            "batch",
+            "--project",
+            "p",
+            "setup",
+            "--bigquery-endpoint",
+            "http://127.0.0.1:9050",
+            "--bigquery-grpc-endpoint",
+            "127.0.0.1:9060",
+        ])
+        .unwrap();
+        assert!(cli.global.validate().is_ok());
+        assert_eq!(
+            cli.global.bigquery.bigquery_grpc_endpoint.as_deref(),
+            Some("127.0.0.1:9060")
         );
+        let cli = Cli::try_parse_from([
+            "batch",
+            "--bigquery-endpoint",
+            "http://127.0.0.1:9050",
+            "--project",
+            "p",
+            "setup",
+        ])
+        .unwrap();
+        let e = cli.global.validate().unwrap_err().to_string();
+        assert!(e.contains("--bigquery-grpc-endpoint"), "{e}");
     }
 }

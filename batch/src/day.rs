@@ -1,11 +1,14 @@
 //! UTC days and instants as the batch names them: `YYYY-MM-DD` days, RFC 3339 instants.
 //!
-//! Pure: no clock. Conversions use the proleptic Gregorian calendar (days-from-civil, as in
-//! Howard Hinnant's "chrono-Compatible Low-Level Date Algorithms"), which is what BigQuery's
-//! `DATE` and Binance's UTC days use.
+//! Pure: no clock. The calendar is jiff's proleptic Gregorian one, which is what BigQuery's
+//! `DATE` and Binance's UTC days use. The syntax is checked here first, so an error says which
+//! part of the value is wrong.
 
 use std::fmt;
 use std::str::FromStr;
+
+use jiff::civil::{Date, Time, date};
+use jiff::{Span, Unit};
 
 /// Milliseconds in a UTC day (no leap seconds in Unix time).
 pub const DAY_MS: i64 = 86_400_000;
@@ -31,43 +34,19 @@ fn err(what: &'static str, raw: &str, why: &'static str) -> DayError {
     }
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Day 0 of [`Day`].
+const EPOCH: Date = date(1970, 1, 1);
+
+/// The calendar date `d` days after 1970-01-01, when jiff's calendar (years -9999 to 9999) has it.
+fn civil(d: i64) -> Option<Date> {
+    let span = Span::new().try_days(d).ok()?;
+    EPOCH.checked_add(span).ok()
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+/// Days from 1970-01-01 to `date`.
+fn days_since_epoch(date: Date) -> Result<i64, jiff::Error> {
+    let span = date.since((Unit::Day, EPOCH))?;
+    Ok(i64::from(span.get_days()))
 }
 
 fn digits(s: &str) -> Option<i64> {
@@ -127,17 +106,21 @@ impl FromStr for Day {
         if !(1..=12).contains(&m) {
             return Err(err(what, raw, "month must be 01-12"));
         }
-        if d < 1 || d > days_in_month(y, m) {
-            return Err(err(what, raw, "no such day in that month"));
-        }
-        Ok(Day(days_from_civil(y, m, d)))
+        // Four and two digits fit jiff's integer types; only the day can still be wrong.
+        let day = Date::new(y as i16, m as i8, d as i8)
+            .map_err(|_| err(what, raw, "no such day in that month"))?;
+        let n = days_since_epoch(day).map_err(|_| err(what, raw, "expected YYYY-MM-DD"))?;
+        Ok(Day(n))
     }
 }
 
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, m, d) = civil_from_days(self.0);
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        match civil(self.0) {
+            Some(d) => write!(f, "{}", d.strftime("%Y-%m-%d")),
+            // Beyond year 9999: no real day, but still printable.
+            None => write!(f, "day {} since 1970-01-01", self.0),
+        }
     }
 }
 
@@ -163,17 +146,21 @@ pub fn parse_instant_us(raw: &str) -> Result<i64, DayError> {
     let (Some(h), Some(mi), Some(s)) = (digits(h), digits(mi), digits(s)) else {
         return Err(err(what, raw, "expected digits in HH:MM:SS"));
     };
-    if h > 23 || mi > 59 || s > 59 {
-        return Err(err(what, raw, "time out of range"));
-    }
     let micros = if frac.is_empty() {
         0
     } else if frac.len() <= 6 && frac.bytes().all(|b| b.is_ascii_digit()) {
-        format!("{frac:0<6}").parse::<i64>().unwrap_or(0)
+        format!("{frac:0<6}").parse::<i32>().unwrap_or(0)
     } else {
         return Err(err(what, raw, "fraction must be 1-6 digits"));
     };
-    Ok(day.start_ms() * 1000 + ((h * 60 + mi) * 60 + s) * 1_000_000 + micros)
+    let range = || err(what, raw, "time out of range");
+    let clamp = |v: i64| i8::try_from(v).unwrap_or(i8::MAX);
+    let time = Time::new(clamp(h), clamp(mi), clamp(s), micros * 1_000).map_err(|_| range())?;
+    let date = civil(day.0).ok_or_else(range)?;
+    let ts = jiff::tz::TimeZone::UTC
+        .to_timestamp(date.to_datetime(time))
+        .map_err(|_| range())?;
+    Ok(ts.as_microsecond())
 }
 
 #[cfg(test)]

@@ -1,23 +1,14 @@
 //! `batch`: parses the command line, sets up logging, builds the clients, runs one command.
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use batch::cli::{Cli, Command};
 use batch::commands::{self, Batch};
 use batch::metrics::Metrics;
 use binance::RestClient;
 use clap::Parser as _;
-use gcp::GcpTarget;
 use gcp::bigquery::sql::Warehouse;
 use gcp::bigquery::tables::Datasets;
-
-fn now_us() -> i64 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -44,12 +35,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let rest = RestClient::new(commands::rest_config(&cli.global, &cli.command))?;
     rest_metrics(&rest).serve(cli.global.metrics_addr).await;
     let g = &cli.global;
-    let target = GcpTarget {
-        project: g.project.clone().unwrap_or_default(),
-        pubsub_endpoint: None,
-        bigquery_endpoint: g.bigquery_endpoint.clone(),
-        bigquery_grpc_endpoint: g.bigquery_grpc_endpoint.clone(),
-    };
+    let target = service::gcp::target(
+        g.project.clone().unwrap_or_default(),
+        None,
+        Some(&g.bigquery),
+    );
     let batch = Batch {
         rest,
         warehouse: Warehouse::connect(&target).await?,
@@ -62,7 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         symbols,
         concurrency: usize::from(g.concurrency),
     };
-    batch.run(cli.command, now_us()).await
+    batch.run(cli.command, service::clock::now_us()).await
 }
 
 /// The REST weight Binance reports (`X-MBX-USED-WEIGHT-1M`) and our own budget's view of it.

@@ -195,16 +195,14 @@ impl SymbolSpec {
             field: field.to_string(),
             why,
         };
-        if self.symbol.is_empty()
-            || self.symbol.len() > 20
-            || !self
-                .symbol
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-        {
+        if !trade_proto::rules::is_symbol(&self.symbol) {
             return Err(bad(
                 "symbol",
-                format!("{:?} must match ^[A-Z0-9-_.]{{1,20}}$", self.symbol),
+                format!(
+                    "{:?} must match {}",
+                    self.symbol,
+                    trade_proto::rules::SYMBOL_PATTERN
+                ),
             ));
         }
         if self.tick_size == 0 {

@@ -159,31 +159,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the simulator on {addr}"))?;
     println!("binance-sim listening on {}", sim.addr());
-    shutdown_signal().await;
+    service::shutdown::signalled().await;
     tracing::info!("shutting down");
     sim.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }
 
 #[cfg(test)]

@@ -67,15 +67,8 @@ fn illegal(name: &str, range: &str) -> ApiError {
     )
 }
 
-const SYMBOL_RANGE: &str = "^[A-Z0-9-_.]{1,20}$";
+const SYMBOL_RANGE: &str = trade_proto::rules::SYMBOL_PATTERN;
 const NUMBER_RANGE: &str = "^[0-9]{1,20}$";
-
-fn valid_symbol_text(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 20
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-}
 
 /// The symbol index for the `symbol` parameter.
 pub fn symbol_param(q: &HashMap<String, String>, tape: &Tape) -> Result<usize, ApiError> {
@@ -83,7 +76,7 @@ pub fn symbol_param(q: &HashMap<String, String>, tape: &Tape) -> Result<usize, A
         .get("symbol")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| mandatory("symbol"))?;
-    if !valid_symbol_text(raw) {
+    if !trade_proto::rules::is_symbol(raw) {
         return Err(illegal("symbol", SYMBOL_RANGE));
     }
     tape.index_of(raw)
@@ -123,7 +116,7 @@ fn limit_param(q: &HashMap<String, String>) -> Result<usize, ApiError> {
 fn symbols_param(raw: &str, tape: &Tape) -> Result<Vec<usize>, ApiError> {
     let range = r#"^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$"#;
     let list: Vec<String> = serde_json::from_str(raw).map_err(|_| illegal("symbols", range))?;
-    if list.iter().any(|s| !valid_symbol_text(s)) {
+    if list.iter().any(|s| !trade_proto::rules::is_symbol(s)) {
         return Err(illegal("symbols", range));
     }
     list.iter()
