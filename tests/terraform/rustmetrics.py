@@ -103,6 +103,12 @@ def parse(name: str, source: Path) -> Binary:
         assert family not in binary.metrics, f"{source}: {family} registered twice"
         binary.metrics[family] = Metric(family=family, kind=kind, help=raw_help[1:-1])
 
+    # The shared build_info gauge (service/src/build_info.rs) registered into this registry.
+    if "service::build_info::register(" in code:
+        family = f"{prefix}_build_info"
+        binary.metrics[family] = Metric(family=family, kind="gauge", help="The running build")
+        binary.labels |= {"version", "git_revision"}
+
     # Label tuples such as ("symbol", s.clone()); the register calls' ("name", "help", ...) aside.
     binary.labels |= set(re.findall(r'\(\s*"([a-z_]+)"\s*,\s*[a-z_]', REGISTER.sub("", code)))
     for body in re.findall(r"#\[derive\([^)]*EncodeLabelSet[^)]*\)\]\s*(?:pub\s+)?struct\s+\w+\s*\{([^}]*)\}", code):
