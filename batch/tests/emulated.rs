@@ -5,7 +5,7 @@
 //! simulator's symbols trade slowly here (a few thousand trades a day) so that a whole day of
 //! trades fits the emulator quickly; the REST paths and limits are the same as at full rate.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use batch::commands::{BackfillRequest, Batch};
 use batch::day::Day;
@@ -29,12 +29,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const SYMBOLS: [&str; 4] = ["BTCUSDT", "AAVEUSDT", "STXUSDT", "ARBUSDT"];
 
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
+use service::clock::now_us;
 
 fn yesterday() -> Day {
     Day::containing_ms(now_us() / 1000).prev()

@@ -1,7 +1,7 @@
 //! Where the Google Cloud services are: the project, and optional emulator endpoints.
 //!
 //! With an endpoint set we use anonymous credentials (the emulators accept anything, and the
-//! official Rust clients do not read `PUBSUB_EMULATOR_HOST`); without one, Application Default
+//! official Rust clients do not read `PUBSUB_EMULATOR_HOST`; `service::gcp` reads it for the binaries); without one, Application Default
 //! Credentials, as on a VM or Cloud Run.
 
 use google_cloud_auth::credentials::Credentials;

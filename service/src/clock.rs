@@ -10,20 +10,13 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// Milliseconds since the Unix epoch (Binance's REST times).
-pub fn now_ms() -> i64 {
-    now_us() / 1_000
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn micros_and_millis_agree_and_are_after_2017() {
+    fn micros_are_after_2017() {
         let us = now_us();
-        let ms = now_ms();
         assert!(us > 1_483_228_800_000_000, "{us}");
-        assert!((ms - us / 1_000).abs() < 1_000, "{ms} vs {us}");
     }
 }

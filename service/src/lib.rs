@@ -4,7 +4,7 @@
 //! - [`http`]: the `/healthz` + `/metrics` server (bind, serve until shutdown, the OpenMetrics
 //!   answer, the 200/503 health answer).
 //! - [`build_info`]: the `<binary>_build_info{version, git_revision} 1` gauge.
-//! - [`clock`]: wall-clock microseconds and milliseconds since the epoch.
+//! - [`clock`]: wall-clock microseconds since the epoch.
 //! - [`duration`]: the duration syntax of every flag (`250ms`, `90s`, `23h30m`).
 //! - [`symbols`]: the symbols the pipeline captures unless told otherwise.
 //! - `gcp` (feature `gcp`): the Pub/Sub and BigQuery endpoint flags and their

@@ -4,13 +4,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Wall-clock time now, in µs since the Unix epoch (0 if the system clock is before 1970).
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
+/// Wall-clock time now, in µs since the Unix epoch: the pipeline's one reading of it.
+pub use service::clock::now_us;
 
 /// The simulator clock: tape time advancing with tokio time (so paused tests control it).
 #[derive(Debug, Clone)]
