@@ -1,54 +1,24 @@
 //! Every SQL statement the batch sends, built here from validated values (pure, unit-tested).
 //!
-//! Values are inlined as literals: decimals are canonical [`crate::decimal::Numeric`] text,
-//! strings go through [`string_literal`] (the only escaping), identifiers are validated at
-//! start-up ([`crate::cli::validate_identifier`]). Literals rather than query parameters because
-//! `gcp::bigquery::sql::Warehouse` takes SQL text only. Timestamps travel as integers and are
-//! converted with `TIMESTAMP_MILLIS`/`TIMESTAMP_MICROS`; reads cast NUMERIC to STRING and
+//! Values that come from outside (symbols, Binance's metadata strings and decimals) travel as
+//! named query parameters ([`Statement`]): BigQuery never parses them as SQL, so nothing needs
+//! escaping. Identifiers are validated at start-up ([`crate::cli::validate_identifier`]) and are
+//! the only text spliced in, with integers formatted from `i64`. Timestamps travel as integers and
+//! are converted with `TIMESTAMP_MILLIS`/`TIMESTAMP_MICROS`; reads cast NUMERIC to STRING and
 //! TIMESTAMP to Unix ms so that nothing goes through a float.
 //!
 //! Klines are staged with the Storage Write API and merged from the staging table (see
-//! [`crate::stage`] for why); symbol rows (a handful) are inlined in their MERGE.
-
-use std::fmt::Write as _;
+//! [`crate::stage`] for why); symbol rows (a handful) are bound as parameters of their MERGE.
 
 use binance::IdRange;
+pub use gcp::bigquery::sql::Statement;
 
 use crate::day::Day;
 use crate::symbols::{ScdPlan, SymbolRow};
 
-/// A GoogleSQL string literal: single-quoted, with `\`, `'` and control characters escaped.
-pub fn string_literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
 /// `` `project.dataset.table` ``.
 pub fn table(project: &str, dataset: &str, table: &str) -> String {
     format!("`{project}.{dataset}.{table}`")
-}
-
-/// Decimals travel as STRING in the MERGE source and become NUMERIC in the INSERT/UPDATE through
-/// [`value`] (`PARSE_NUMERIC`): exact in BigQuery, and bqemulator rounds NUMERIC casts inside
-/// such sources to three decimals (0.00001 became 0).
-fn num_str(s: &str) -> String {
-    // Only ever called with canonical decimals from `SymbolRow`; quoted like any string.
-    string_literal(s)
 }
 
 fn day_filter(col: &str, day: Day) -> String {
@@ -150,42 +120,54 @@ const SYMBOL_ATTRS: [&str; 17] = [
 ];
 
 /// Typed expressions for a row's attributes (or typed NULLs/empties for a close-only entry), in
-/// [`SYMBOL_ATTRS`] order.
-fn attr_values(r: Option<&SymbolRow>) -> Vec<String> {
+/// [`SYMBOL_ATTRS`] order; a row's strings are bound to `stmt` as `@<prefix>_<column>`.
+/// Decimals travel as STRING and become NUMERIC through [`value`] (`PARSE_NUMERIC`): exact in
+/// BigQuery, and bqemulator rounds NUMERIC casts inside such sources to three decimals (0.00001
+/// became 0).
+fn attr_values(r: Option<&SymbolRow>, prefix: &str, stmt: Statement) -> (Vec<String>, Statement) {
     let Some(r) = r else {
-        return SYMBOL_ATTRS
+        let v = SYMBOL_ATTRS
             .iter()
             .map(|c| match *c {
                 "base_asset_precision" | "quote_asset_precision" => "CAST(NULL AS INT64)".into(),
-                "tick_size" | "min_price" | "max_price" | "step_size" | "min_qty" | "max_qty"
-                | "min_notional" | "max_notional" => "CAST(NULL AS STRING)".into(),
                 "order_types" => "ARRAY<STRING>[]".into(),
                 _ => "CAST(NULL AS STRING)".into(),
             })
             .collect();
+        return (v, stmt);
     };
-    let types: Vec<String> = r.order_types.iter().map(|t| string_literal(t)).collect();
-    vec![
-        string_literal(&r.symbol),
-        string_literal(&r.status),
-        string_literal(&r.base_asset),
-        string_literal(&r.quote_asset),
-        format!("CAST({} AS INT64)", r.base_asset_precision),
-        format!("CAST({} AS INT64)", r.quote_asset_precision),
-        num_str(&r.tick_size),
-        num_str(&r.min_price),
-        num_str(&r.max_price),
-        num_str(&r.step_size),
-        num_str(&r.min_qty),
-        num_str(&r.max_qty),
-        num_str(&r.min_notional),
-        r.max_notional
-            .as_deref()
-            .map_or("CAST(NULL AS STRING)".into(), num_str),
-        format!("ARRAY<STRING>[{}]", types.join(", ")),
-        string_literal(&r.permission_sets),
-        string_literal(&r.row_hash),
-    ]
+    let name = |c: &str| format!("{prefix}_{c}");
+    let strings: [(&str, &str); 13] = [
+        ("symbol", &r.symbol),
+        ("status", &r.status),
+        ("base_asset", &r.base_asset),
+        ("quote_asset", &r.quote_asset),
+        ("tick_size", &r.tick_size),
+        ("min_price", &r.min_price),
+        ("max_price", &r.max_price),
+        ("step_size", &r.step_size),
+        ("min_qty", &r.min_qty),
+        ("max_qty", &r.max_qty),
+        ("min_notional", &r.min_notional),
+        ("permission_sets", &r.permission_sets),
+        ("row_hash", &r.row_hash),
+    ];
+    let mut stmt = stmt;
+    for (c, v) in strings {
+        stmt = stmt.string(&name(c), v);
+    }
+    stmt = stmt
+        .opt_string(&name("max_notional"), r.max_notional.clone())
+        .strings(&name("order_types"), r.order_types.iter().cloned());
+    let v = SYMBOL_ATTRS
+        .iter()
+        .map(|c| match *c {
+            "base_asset_precision" => format!("CAST({} AS INT64)", r.base_asset_precision),
+            "quote_asset_precision" => format!("CAST({} AS INT64)", r.quote_asset_precision),
+            c => format!("@{}", name(c)),
+        })
+        .collect();
+    (v, stmt)
 }
 
 const DECIMAL_ATTRS: [&str; 8] = [
@@ -222,27 +204,36 @@ fn named(vals: Vec<String>, names: &[&str]) -> String {
 /// key, so they never match and are inserted. A version is closed only if it is still current,
 /// still has the expected hash, and began at or before `as_of`; the caller compares the affected
 /// count with [`ScdPlan::expected_affected`]. Returns `None` for an empty plan (write nothing).
-pub fn scd_merge(table: &str, plan: &ScdPlan, as_of_us: i64) -> Option<String> {
+pub fn scd_merge(table: &str, plan: &ScdPlan, as_of_us: i64) -> Option<Statement> {
     if plan.is_empty() {
         return None;
     }
     let mut names = vec!["merge_key", "expect_hash"];
     names.extend(SYMBOL_ATTRS);
+    let mut stmt = Statement::default();
     let mut entries = Vec::new();
-    for (symbol, hash) in &plan.close {
-        let mut v = vec![string_literal(symbol), string_literal(hash)];
-        v.extend(attr_values(None));
+    for (i, (symbol, hash)) in plan.close.iter().enumerate() {
+        let (key, expect) = (format!("c{i}_key"), format!("c{i}_hash"));
+        stmt = stmt
+            .string(&key, symbol.as_str())
+            .string(&expect, hash.as_str());
+        let mut v = vec![format!("@{key}"), format!("@{expect}")];
+        let (attrs, s) = attr_values(None, "", stmt);
+        stmt = s;
+        v.extend(attrs);
         entries.push(v);
     }
-    for row in &plan.open {
+    for (i, row) in plan.open.iter().enumerate() {
         let mut v = vec!["CAST(NULL AS STRING)".into(), "CAST(NULL AS STRING)".into()];
-        v.extend(attr_values(Some(row)));
+        let (attrs, s) = attr_values(Some(row), &format!("o{i}"), stmt);
+        stmt = s;
+        v.extend(attrs);
         entries.push(v);
     }
     let src: Vec<String> = entries.into_iter().map(|v| named(v, &names)).collect();
     let cols = SYMBOL_ATTRS.join(", ");
     let s_cols: Vec<String> = SYMBOL_ATTRS.iter().map(|c| value(c)).collect();
-    Some(format!(
+    Some(stmt.with_sql(format!(
         "MERGE {table} t\n\
          USING (\n{src}\n) s\n\
          ON t.symbol = s.merge_key AND t.is_current AND t.row_hash = s.expect_hash AND t.valid_from <= TIMESTAMP_MICROS({as_of_us})\n\
@@ -251,16 +242,15 @@ pub fn scd_merge(table: &str, plan: &ScdPlan, as_of_us: i64) -> Option<String> {
          VALUES ({s_cols}, TIMESTAMP_MICROS({as_of_us}), CAST(NULL AS TIMESTAMP), TRUE)",
         src = src.join("\nUNION ALL\n"),
         s_cols = s_cols.join(", "),
-    ))
+    )))
 }
 
 /// The current versions' hashes of the symbols in `scope`.
-pub fn scd_current(table: &str, scope: &[String]) -> String {
-    let list: Vec<String> = scope.iter().map(|s| string_literal(s)).collect();
-    format!(
-        "SELECT symbol, row_hash FROM {table} WHERE is_current AND symbol IN ({})",
-        list.join(", ")
-    )
+pub fn scd_current(table: &str, scope: &[String]) -> Statement {
+    Statement::new(format!(
+        "SELECT symbol, row_hash FROM {table} WHERE is_current AND symbol IN UNNEST(@scope)"
+    ))
+    .strings("scope", scope.iter().cloned())
 }
 
 /// Makes `dwh.symbols` hold exactly `rows` for the symbols in `scope` (others untouched).
@@ -269,77 +259,140 @@ pub fn symbols_current_merge(
     rows: &[SymbolRow],
     scope: &[String],
     as_of_us: i64,
-) -> String {
-    let in_scope: Vec<String> = scope.iter().map(|s| string_literal(s)).collect();
-    let in_scope = in_scope.join(", ");
+) -> Statement {
+    let mut stmt = Statement::default().strings("scope", scope.iter().cloned());
     if rows.is_empty() {
-        return format!("DELETE FROM {table} WHERE symbol IN ({in_scope})");
+        return stmt.with_sql(format!(
+            "DELETE FROM {table} WHERE symbol IN UNNEST(@scope)"
+        ));
     }
-    let src: Vec<String> = rows
-        .iter()
-        .map(|r| named(attr_values(Some(r)), &SYMBOL_ATTRS))
-        .collect();
+    let mut src = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let (v, s) = attr_values(Some(r), &format!("r{i}"), stmt);
+        stmt = s;
+        src.push(named(v, &SYMBOL_ATTRS));
+    }
     let set: Vec<String> = SYMBOL_ATTRS[1..]
         .iter()
         .map(|c| format!("{c} = {}", value(c)))
         .collect();
     let s_cols: Vec<String> = SYMBOL_ATTRS.iter().map(|c| value(c)).collect();
-    format!(
+    stmt.with_sql(format!(
         "MERGE {table} t\n\
          USING (\n{src}\n) s\n\
          ON t.symbol = s.symbol\n\
          WHEN MATCHED THEN UPDATE SET {set}, as_of = TIMESTAMP_MICROS({as_of_us})\n\
          WHEN NOT MATCHED BY TARGET THEN INSERT ({cols}, as_of) VALUES ({s_cols}, TIMESTAMP_MICROS({as_of_us}))\n\
-         WHEN NOT MATCHED BY SOURCE AND t.symbol IN ({in_scope}) THEN DELETE",
+         WHEN NOT MATCHED BY SOURCE AND t.symbol IN UNNEST(@scope) THEN DELETE",
         src = src.join("\nUNION ALL\n"),
         set = set.join(", "),
         cols = SYMBOL_ATTRS.join(", "),
         s_cols = s_cols.join(", "),
-    )
+    ))
 }
 
 /// Summary of a symbol's trades in `market.trades` on `day` (by trade time).
-pub fn trades_day_summary(view: &str, symbol: &str, day: Day) -> String {
-    format!(
+pub fn trades_day_summary(view: &str, symbol: &str, day: Day) -> Statement {
+    Statement::new(format!(
         "SELECT COUNT(*) AS n, COUNT(DISTINCT trade_id) AS ids, IFNULL(MIN(trade_id), -1) AS lo, \
-         IFNULL(MAX(trade_id), -1) AS hi FROM {view} WHERE symbol = {} AND {}",
-        string_literal(symbol),
+         IFNULL(MAX(trade_id), -1) AS hi FROM {view} WHERE symbol = @symbol AND {}",
         day_filter("trade_time", day)
-    )
+    ))
+    .string("symbol", symbol)
 }
 
 /// Summary of a symbol's trades in `market.trades` with ids in `range` (whatever their time).
-pub fn trades_range_summary(view: &str, symbol: &str, range: IdRange) -> String {
-    format!(
+pub fn trades_range_summary(view: &str, symbol: &str, range: IdRange) -> Statement {
+    Statement::new(format!(
         "SELECT COUNT(DISTINCT trade_id) AS ids, IFNULL(MIN(trade_id), -1) AS lo, \
-         IFNULL(MAX(trade_id), -1) AS hi FROM {view} WHERE symbol = {} AND trade_id BETWEEN {} AND {}",
-        string_literal(symbol),
-        range.from,
-        range.to
-    )
+         IFNULL(MAX(trade_id), -1) AS hi FROM {view} WHERE symbol = @symbol AND trade_id BETWEEN {} AND {}",
+        range.from, range.to
+    ))
+    .string("symbol", symbol)
 }
 
 /// The holes between stored trade ids inside `range` (not the head or tail: see
 /// [`crate::reconcile::missing_ranges`]).
-pub fn trade_id_holes(view: &str, symbol: &str, range: IdRange) -> String {
-    format!(
+pub fn trade_id_holes(view: &str, symbol: &str, range: IdRange) -> Statement {
+    Statement::new(format!(
         "SELECT from_id, to_id FROM (SELECT trade_id + 1 AS from_id, \
          LEAD(trade_id) OVER (ORDER BY trade_id) - 1 AS to_id FROM {view} \
-         WHERE symbol = {} AND trade_id BETWEEN {} AND {}) WHERE to_id >= from_id ORDER BY from_id",
-        string_literal(symbol),
-        range.from,
-        range.to
-    )
+         WHERE symbol = @symbol AND trade_id BETWEEN {} AND {}) WHERE to_id >= from_id ORDER BY from_id",
+        range.from, range.to
+    ))
+    .string("symbol", symbol)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn row(symbol: &str, status: &str) -> SymbolRow {
+        SymbolRow {
+            symbol: symbol.into(),
+            status: status.into(),
+            base_asset: "BTC".into(),
+            quote_asset: "USDT".into(),
+            base_asset_precision: 8,
+            quote_asset_precision: 8,
+            tick_size: "0.01".into(),
+            min_price: "0.01".into(),
+            max_price: "1000000".into(),
+            step_size: "0.00001".into(),
+            min_qty: "0.00001".into(),
+            max_qty: "9000".into(),
+            min_notional: "5".into(),
+            max_notional: None,
+            order_types: vec!["LIMIT".into(), "MARKET".into()],
+            permission_sets: "[[\"SPOT\"]]".into(),
+            row_hash: "h".into(),
+        }
+    }
+
     #[test]
-    fn string_literals_cannot_break_out() {
-        assert_eq!(string_literal("a'b\\c\nd"), r"'a\'b\\c\nd'");
-        assert_eq!(string_literal("x\u{1}"), r"'x\u0001'");
+    fn values_travel_as_parameters_never_as_text() {
+        // A quote, a backslash and a newline in Binance's strings cannot reach the SQL text.
+        let hostile = "TRADING' OR TRUE --\\\n";
+        let s = symbols_current_merge(
+            "`p.dwh.symbols`",
+            &[row("BTCUSDT", hostile)],
+            &["BTCUSDT".into()],
+            9,
+        );
+        assert!(!s.sql().contains("TRADING"), "{}", s.sql());
+        assert_eq!(s.param_value("r0_status"), Some(hostile));
+        assert_eq!(s.param_value("r0_max_notional"), None);
+        assert!(s.sql().contains("@r0_status AS status"), "{}", s.sql());
+        assert!(
+            s.sql().contains("CAST(8 AS INT64) AS base_asset_precision"),
+            "{}",
+            s.sql()
+        );
+        assert!(
+            s.sql().contains("PARSE_NUMERIC(s.tick_size)"),
+            "{}",
+            s.sql()
+        );
+        let names: Vec<&str> = s.param_names().collect();
+        assert!(
+            names.contains(&"scope") && names.contains(&"r0_order_types"),
+            "{names:?}"
+        );
+
+        let q = trades_day_summary("`p.market.trades`", "A'B", "2026-01-31".parse().unwrap());
+        assert!(q.sql().contains("symbol = @symbol"));
+        assert!(!q.sql().contains("A'B"));
+        assert_eq!(q.param_value("symbol"), Some("A'B"));
+    }
+
+    #[test]
+    fn an_empty_row_set_deletes_only_the_scope() {
+        let s = symbols_current_merge("`p.dwh.symbols`", &[], &["X".into()], 1);
+        assert_eq!(
+            s.sql(),
+            "DELETE FROM `p.dwh.symbols` WHERE symbol IN UNNEST(@scope)"
+        );
+        assert_eq!(s.param_names().collect::<Vec<_>>(), ["scope"]);
     }
 
     #[test]
@@ -373,11 +426,14 @@ mod tests {
             open: vec![],
             unchanged: vec![],
         };
-        let sql = scd_merge("`p.scd.h`", &plan, 5).unwrap();
+        let stmt = scd_merge("`p.scd.h`", &plan, 5).unwrap();
+        let sql = stmt.sql();
         assert!(
-            sql.contains("SELECT 'A' AS merge_key, 'h-old' AS expect_hash"),
+            sql.contains("SELECT @c0_key AS merge_key, @c0_hash AS expect_hash"),
             "{sql}"
         );
+        assert_eq!(stmt.param_value("c0_key"), Some("A"));
+        assert_eq!(stmt.param_value("c0_hash"), Some("h-old"));
         assert!(sql.contains("valid_to = TIMESTAMP_MICROS(5), is_current = FALSE"));
     }
 }

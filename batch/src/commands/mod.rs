@@ -174,9 +174,11 @@ impl Batch {
 
     /// The one row of a trades summary query ([`sql::trades_day_summary`],
     /// [`sql::trades_range_summary`]).
-    async fn held(&self, sql: &str) -> anyhow::Result<Held> {
-        let rows = self.warehouse.query(sql).await?;
-        let r = rows.first().ok_or_else(|| anyhow!("no row from {sql}"))?;
+    async fn held(&self, stmt: &sql::Statement) -> anyhow::Result<Held> {
+        let rows = self.warehouse.query_with(stmt).await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| anyhow!("no row from {}", stmt.sql()))?;
         Ok(Held {
             ids: r.get::<i64>("ids")?,
             lo: r.get::<i64>("lo")?,

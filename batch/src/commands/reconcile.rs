@@ -66,7 +66,7 @@ impl Batch {
             vec![]
         } else {
             self.warehouse
-                .query(&sql::trade_id_holes(&view, symbol, range))
+                .query_with(&sql::trade_id_holes(&view, symbol, range))
                 .await?
                 .iter()
                 .map(|r| {

@@ -35,15 +35,15 @@ impl Batch {
         let history = self.table(&self.datasets.scd, "symbols_history");
         let current: BTreeMap<String, String> = self
             .warehouse
-            .query(&sql::scd_current(&history, &self.symbols))
+            .query_with(&sql::scd_current(&history, &self.symbols))
             .await?
             .iter()
             .map(|r| Ok((r.get::<String>("symbol")?, r.get::<String>("row_hash")?)))
             .collect::<anyhow::Result<_>>()?;
         let plan = symbols::diff(&current, &fetched, &scope);
         if let Some(statement) = sql::scd_merge(&history, &plan, as_of_us) {
-            tracing::debug!(%statement, "SCD MERGE");
-            let affected = self.warehouse.execute(&statement).await?.unwrap_or(0);
+            tracing::debug!(statement = statement.sql(), "SCD MERGE");
+            let affected = self.warehouse.execute_with(&statement).await?.unwrap_or(0);
             if affected != plan.expected_affected() {
                 bail!(
                     "scd.symbols_history: the MERGE changed {affected} rows, the plan {} (closes \
@@ -57,7 +57,7 @@ impl Batch {
         }
         let current_table = self.table(&self.datasets.dwh, "symbols");
         self.warehouse
-            .execute(&sql::symbols_current_merge(
+            .execute_with(&sql::symbols_current_merge(
                 &current_table,
                 &fetched,
                 &self.symbols,
