@@ -119,23 +119,23 @@ const SYMBOL_ATTRS: [&str; 17] = [
     "row_hash",
 ];
 
-/// Typed expressions for a row's attributes (or typed NULLs/empties for a close-only entry), in
-/// [`SYMBOL_ATTRS`] order; a row's strings are bound to `stmt` as `@<prefix>_<column>`.
-/// Decimals travel as STRING and become NUMERIC through [`value`] (`PARSE_NUMERIC`): exact in
-/// BigQuery, and bqemulator rounds NUMERIC casts inside such sources to three decimals (0.00001
-/// became 0).
-fn attr_values(r: Option<&SymbolRow>, prefix: &str, stmt: Statement) -> (Vec<String>, Statement) {
-    let Some(r) = r else {
-        let v = SYMBOL_ATTRS
-            .iter()
-            .map(|c| match *c {
-                "base_asset_precision" | "quote_asset_precision" => "CAST(NULL AS INT64)".into(),
-                "order_types" => "ARRAY<STRING>[]".into(),
-                _ => "CAST(NULL AS STRING)".into(),
-            })
-            .collect();
-        return (v, stmt);
-    };
+/// Typed NULLs/empties in [`SYMBOL_ATTRS`] order, for a close-only entry of [`scd_merge`].
+fn null_attrs() -> Vec<String> {
+    SYMBOL_ATTRS
+        .iter()
+        .map(|c| match *c {
+            "base_asset_precision" | "quote_asset_precision" => "CAST(NULL AS INT64)".into(),
+            "order_types" => "ARRAY<STRING>[]".into(),
+            _ => "CAST(NULL AS STRING)".into(),
+        })
+        .collect()
+}
+
+/// Typed expressions for a row's attributes, in [`SYMBOL_ATTRS`] order; the row's strings are
+/// bound to `stmt` as `@<prefix>_<column>`. Decimals travel as STRING and become NUMERIC through
+/// [`value`] (`PARSE_NUMERIC`): exact in BigQuery, and bqemulator rounds NUMERIC casts inside such
+/// sources to three decimals (0.00001 became 0).
+fn attr_values(r: &SymbolRow, prefix: &str, stmt: &mut Statement) -> Vec<String> {
     let name = |c: &str| format!("{prefix}_{c}");
     let strings: [(&str, &str); 13] = [
         ("symbol", &r.symbol),
@@ -152,22 +152,21 @@ fn attr_values(r: Option<&SymbolRow>, prefix: &str, stmt: Statement) -> (Vec<Str
         ("permission_sets", &r.permission_sets),
         ("row_hash", &r.row_hash),
     ];
-    let mut stmt = stmt;
+    let mut bound = std::mem::take(stmt);
     for (c, v) in strings {
-        stmt = stmt.string(&name(c), v);
+        bound = bound.string(&name(c), v);
     }
-    stmt = stmt
+    *stmt = bound
         .opt_string(&name("max_notional"), r.max_notional.clone())
         .strings(&name("order_types"), r.order_types.iter().cloned());
-    let v = SYMBOL_ATTRS
+    SYMBOL_ATTRS
         .iter()
         .map(|c| match *c {
             "base_asset_precision" => format!("CAST({} AS INT64)", r.base_asset_precision),
             "quote_asset_precision" => format!("CAST({} AS INT64)", r.quote_asset_precision),
             c => format!("@{}", name(c)),
         })
-        .collect();
-    (v, stmt)
+        .collect()
 }
 
 const DECIMAL_ATTRS: [&str; 8] = [
@@ -218,16 +217,12 @@ pub fn scd_merge(table: &str, plan: &ScdPlan, as_of_us: i64) -> Option<Statement
             .string(&key, symbol.as_str())
             .string(&expect, hash.as_str());
         let mut v = vec![format!("@{key}"), format!("@{expect}")];
-        let (attrs, s) = attr_values(None, "", stmt);
-        stmt = s;
-        v.extend(attrs);
+        v.extend(null_attrs());
         entries.push(v);
     }
     for (i, row) in plan.open.iter().enumerate() {
         let mut v = vec!["CAST(NULL AS STRING)".into(), "CAST(NULL AS STRING)".into()];
-        let (attrs, s) = attr_values(Some(row), &format!("o{i}"), stmt);
-        stmt = s;
-        v.extend(attrs);
+        v.extend(attr_values(row, &format!("o{i}"), &mut stmt));
         entries.push(v);
     }
     let src: Vec<String> = entries.into_iter().map(|v| named(v, &names)).collect();
@@ -266,12 +261,11 @@ pub fn symbols_current_merge(
             "DELETE FROM {table} WHERE symbol IN UNNEST(@scope)"
         ));
     }
-    let mut src = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        let (v, s) = attr_values(Some(r), &format!("r{i}"), stmt);
-        stmt = s;
-        src.push(named(v, &SYMBOL_ATTRS));
-    }
+    let src: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| named(attr_values(r, &format!("r{i}"), &mut stmt), &SYMBOL_ATTRS))
+        .collect();
     let set: Vec<String> = SYMBOL_ATTRS[1..]
         .iter()
         .map(|c| format!("{c} = {}", value(c)))

@@ -58,7 +58,7 @@ impl Statement {
         self.params.iter().map(|p| p.name.as_str())
     }
 
-    /// The value of the scalar parameter `name`, as sent (for tests and error messages).
+    /// The value of the scalar parameter `name`, as sent (for tests).
     pub fn param_value(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
@@ -69,12 +69,7 @@ impl Statement {
 
     /// Binds `@name` to a STRING.
     pub fn string(self, name: &str, value: impl Into<String>) -> Self {
-        self.scalar(name, "STRING", value.into())
-    }
-
-    /// Binds `@name` to an INT64.
-    pub fn int64(self, name: &str, value: i64) -> Self {
-        self.scalar(name, "INT64", value.to_string())
+        self.opt_string(name, Some(value))
     }
 
     /// Binds `@name` to a STRING or NULL.
@@ -100,24 +95,6 @@ impl Statement {
             .set_array_type(scalar_type("STRING"));
         self.params.push(param(name, t, v));
         self
-    }
-
-    fn scalar(mut self, name: &str, ty: &str, value: String) -> Self {
-        let v = QueryParameterValue::new().set_value(value);
-        self.params.push(param(name, scalar_type(ty), v));
-        self
-    }
-}
-
-impl From<&str> for Statement {
-    fn from(sql: &str) -> Self {
-        Self::new(sql)
-    }
-}
-
-impl From<String> for Statement {
-    fn from(sql: String) -> Self {
-        Self::new(sql)
     }
 }
 
@@ -181,16 +158,15 @@ impl Warehouse {
 
     /// Runs a query and collects every row.
     pub async fn query_with(&self, stmt: &Statement) -> Result<Vec<Row>, SqlError> {
-        let sql = stmt.sql.as_str();
         let mut rows = self
             .request(stmt)
             .until_done()
             .await
-            .map_err(|source| error(sql, source))?
+            .map_err(|source| error(&stmt.sql, source))?
             .read();
         let mut out = Vec::new();
         while let Some(row) = rows.next().await {
-            out.push(row.map_err(|source| error(sql, source))?);
+            out.push(row.map_err(|source| error(&stmt.sql, source))?);
         }
         Ok(out)
     }
@@ -220,16 +196,14 @@ mod tests {
 
     #[test]
     fn parameters_keep_names_types_and_values_apart_from_the_text() {
-        let s = Statement::new("SELECT 1 FROM t WHERE a = @a AND n = @n AND b IN UNNEST(@b)")
+        let s = Statement::new("SELECT 1 FROM t WHERE a = @a AND b IN UNNEST(@b)")
             .string("a", "it's")
-            .int64("n", -7)
             .strings("b", ["X", "Y"])
             .opt_string("c", None::<String>);
-        assert_eq!(s.param_names().collect::<Vec<_>>(), ["a", "n", "b", "c"]);
+        assert_eq!(s.param_names().collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(s.param_value("a"), Some("it's"));
-        assert_eq!(s.param_value("n"), Some("-7"));
         assert_eq!(s.param_value("c"), None);
-        let b = &s.params[2];
+        let b = &s.params[1];
         let t = b.parameter_type.as_ref().unwrap();
         assert_eq!(t.r#type, "ARRAY");
         assert_eq!(t.array_type.as_ref().unwrap().r#type, "STRING");
