@@ -7,6 +7,8 @@
 //! - [`parse`]: pure, allocation-light conversion of a websocket frame into a [`Frame`]
 //!   (a [`trade_proto::Trade`], a `serverShutdown`, a control reply), and of a REST trade row
 //!   into a `Trade`. The clock and the connection's time unit are passed in.
+//! - [`archive`]: downloads of the public trade archive (`data.binance.vision`): bounded
+//!   retries, 404 as "missing", never a REST weight.
 //! - [`rest`]: the REST discipline: weight budget and response classification (pure), and the
 //!   async [`RestClient`] (budget-aware, bounded retries, bans and geo-blocks surfaced).
 //!
@@ -14,6 +16,7 @@
 //! continuity tracker and backfills what it reports over REST; the batch uses the REST client
 //! and the wire types for klines, `exchangeInfo` and reconciliation.
 
+pub mod archive;
 pub mod continuity;
 pub mod parse;
 pub mod rest;
