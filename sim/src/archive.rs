@@ -438,7 +438,7 @@ mod tests {
         let mut f = a.by_index(0).unwrap();
         let mut body = Vec::new();
         f.read_to_end(&mut body).unwrap();
-        (f.name().to_string(), body)
+        (f.name().unwrap().to_string(), body)
     }
 
     #[test]
@@ -473,14 +473,23 @@ mod tests {
             .collect();
         assert_eq!(
             days,
-            ["2024-12-30", "2024-12-31", "2025-01-01", "2025-01-02", "2025-01-03"]
+            [
+                "2024-12-30",
+                "2024-12-31",
+                "2025-01-01",
+                "2025-01-02",
+                "2025-01-03"
+            ]
         );
         let months: Vec<String> = published(true, GENESIS_MS, now)
             .iter()
             .map(Period::label)
             .collect();
         assert_eq!(months, ["2024-12"], "January has not ended");
-        assert!(!day("2024-12-29").published(GENESIS_MS, now), "before listing");
+        assert!(
+            !day("2024-12-29").published(GENESIS_MS, now),
+            "before listing"
+        );
         assert!(!day("2025-01-04").published(GENESIS_MS, now), "today");
     }
 
@@ -497,7 +506,11 @@ mod tests {
         assert_eq!(rest, "BTCUSDT-trades-2024-12-31.zip\n");
         assert_eq!(digest.len(), 64);
         assert_eq!(digest, sha256_hex(&a.zip));
-        assert!(digest.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert!(
+            digest
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
         let (entry, body) = unzip(&a.zip);
         assert_eq!(entry, "BTCUSDT-trades-2024-12-31.csv");
         assert_eq!(body, csv(&t1, 0, d, false));
@@ -554,14 +567,21 @@ mod tests {
                 next += 1;
             }
         }
-        assert_eq!(next, t.id_before(1, (MICROSECOND_FROM_MS + 2 * 86_400_000) * 1000));
+        assert_eq!(
+            next,
+            t.id_before(1, (MICROSECOND_FROM_MS + 2 * 86_400_000) * 1000)
+        );
     }
 
     #[test]
     fn a_month_is_its_days_concatenated() {
         let t = tape();
         let m = Period::parse("monthly", "2024-12").unwrap();
-        let joined: Vec<u8> = m.days().iter().flat_map(|d| csv(&t, 1, *d, false)).collect();
+        let joined: Vec<u8> = m
+            .days()
+            .iter()
+            .flat_map(|d| csv(&t, 1, *d, false))
+            .collect();
         assert!(!joined.is_empty());
         assert_eq!(csv(&t, 1, m, false), joined);
         let (entry, body) = unzip(&build(&t, 1, m, false).unwrap().zip);
@@ -583,12 +603,21 @@ mod tests {
             .lines()
             .map(|r| r.split(',').next().unwrap().parse().unwrap())
             .collect();
-        let full_rows = String::from_utf8(unzip(&full.zip).1).unwrap().lines().count();
+        let full_rows = String::from_utf8(unzip(&full.zip).1)
+            .unwrap()
+            .lines()
+            .count();
         assert_eq!(ids.len() as u64, full_rows as u64 - (hi - lo));
         assert!(ids.iter().all(|i| !(lo..hi).contains(i)));
-        assert!(ids.windows(2).any(|w| w[1] == hi && w[0] == lo - 1), "one hole");
+        assert!(
+            ids.windows(2).any(|w| w[1] == hi && w[0] == lo - 1),
+            "one hole"
+        );
         assert_ne!(first.checksum, full.checksum);
-        assert_eq!(first.checksum.split("  ").next(), Some(sha256_hex(&first.zip).as_str()));
+        assert_eq!(
+            first.checksum.split("  ").next(),
+            Some(sha256_hex(&first.zip).as_str())
+        );
     }
 
     #[test]
@@ -604,7 +633,10 @@ mod tests {
         };
         let served = f.served_zip(&cut);
         assert_eq!(served.len(), f.zip.len() / 2);
-        assert!(zip::ZipArchive::new(Cursor::new(served)).is_err(), "no central directory");
+        assert!(
+            zip::ZipArchive::new(Cursor::new(served)).is_err(),
+            "no central directory"
+        );
         assert_eq!(f.served_checksum(&cut), f.checksum, "checksum stays true");
         let lie = ArchivePlan {
             wrong_checksum: true,

@@ -321,7 +321,12 @@ pub struct ArchivePlan {
 }
 
 /// The plan for `symbol`'s file of `period` at `now_ms`; several faults combine.
-pub fn archive_plan(faults: &[ArchiveFault], symbol: &str, period: &str, now_ms: i64) -> ArchivePlan {
+pub fn archive_plan(
+    faults: &[ArchiveFault],
+    symbol: &str,
+    period: &str,
+    now_ms: i64,
+) -> ArchivePlan {
     let mut plan = ArchivePlan::default();
     for f in faults
         .iter()
@@ -361,7 +366,10 @@ mod tests {
         let plan = |sym, p, now| archive_plan(&s.archive, sym, p, now);
         assert!(plan("BTCUSDT", "2025-06-01", 0).missing);
         assert!(plan("BTCUSDT", "2025-06-02", 999).missing);
-        assert!(!plan("BTCUSDT", "2025-06-02", 1000).missing, "late file served");
+        assert!(
+            !plan("BTCUSDT", "2025-06-02", 1000).missing,
+            "late file served"
+        );
         assert_eq!(plan("BTCUSDT", "2025-06-03", 0), ArchivePlan::default());
         let arb = plan("ARBUSDT", "2025-05", 49);
         assert!(arb.wrong_checksum && arb.first_upload && !arb.missing);

@@ -478,7 +478,7 @@ async fn archive_file(
     let built = match built {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => {
-            tracing::error!(error = %e, key, "archive file not built");
+            tracing::error!(error = %e, key = %key, "archive file not built");
             return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
         }
         Err(join) => {

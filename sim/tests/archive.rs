@@ -61,7 +61,7 @@ fn unzip(zip: &[u8]) -> (String, String) {
     let mut f = a.by_index(0).unwrap();
     let mut body = String::new();
     f.read_to_string(&mut body).unwrap();
-    (f.name().to_string(), body)
+    (f.name().unwrap().to_string(), body)
 }
 
 /// Fetch a file, check it against its checksum, return its CSV rows split into fields.
@@ -88,6 +88,10 @@ async fn historical(sim: &SimHandle, symbol: &str, from_id: &str, micros: bool) 
     let r = req.send().await.unwrap();
     assert_eq!(r.status(), 200);
     r.json::<Vec<Value>>().await.unwrap()
+}
+
+fn ids(rows: &[Vec<String>]) -> Vec<u64> {
+    rows.iter().map(|r| r[0].parse().unwrap()).collect()
 }
 
 fn assert_no_such_key(status: u16, body: &[u8], what: &str) {
@@ -179,7 +183,12 @@ async fn unpublished_files_answer_no_such_key() {
         ("monthly", "BTCUSDT", "2025-01", "month not ended"),
         ("daily", "DOGEUSDT", "2025-01-01", "unknown symbol"),
         ("daily", "BTCUSDT", "2025-1-1", "unpadded date"),
-        ("monthly", "BTCUSDT", "2025-01-01", "daily label under monthly"),
+        (
+            "monthly",
+            "BTCUSDT",
+            "2025-01-01",
+            "daily label under monthly",
+        ),
     ] {
         for checksum in [false, true] {
             let (status, body) = fetch(&url(&sim, g, sym, label, checksum)).await;
@@ -267,7 +276,11 @@ async fn truncated_zip_and_wrong_checksum_from_the_config() {
         false,
     )
     .unwrap();
-    assert_eq!(sha256_hex(&full.zip), digest, "the checksum names the true file");
+    assert_eq!(
+        sha256_hex(&full.zip),
+        digest,
+        "the checksum names the true file"
+    );
     assert!(full.zip.starts_with(&cut) && cut.len() < full.zip.len());
     // Wrong checksum: an intact zip whose digest is not the one announced.
     let digest = checksum(&sim, "daily", "ARBUSDT", "2024-12-31").await;
@@ -315,9 +328,6 @@ async fn late_and_reuploaded_files_change_when_the_clock_passes() {
     // The first upload verifies against its own checksum but lacks a stretch of ids.
     let first = rows(&sim, "daily", "ARBUSDT", "2025-01-02").await;
     let first_digest = checksum(&sim, "daily", "ARBUSDT", "2025-01-02").await;
-    let ids = |rows: &[Vec<String>]| -> Vec<u64> {
-        rows.iter().map(|r| r[0].parse().unwrap()).collect()
-    };
     let holes = ids(&first).windows(2).filter(|w| w[1] != w[0] + 1).count();
     assert_eq!(holes, 1, "one hole in the first upload");
     tokio::time::sleep(Duration::from_millis(1_700)).await;
