@@ -312,6 +312,13 @@ pub struct SimConfig {
     pub broadcast_capacity: usize,
     /// Faults active from start-up.
     pub faults: FaultSettings,
+    /// Multiplies every rate for tape time before start-up (the history REST and the trade
+    /// archive serve). 1.0 = history as busy as live; tests loading weeks of archive use e.g.
+    /// 0.01 so a BTCUSDT day is ~30,000 trades rather than ~3 million.
+    pub history_rate_multiplier: f64,
+    /// Bytes of built archive zips kept in memory (a client fetches a `.CHECKSUM` then its zip;
+    /// both come from one build). 0 = no cache.
+    pub archive_cache_bytes: usize,
 }
 
 impl Default for SimConfig {
@@ -342,6 +349,8 @@ impl Default for SimConfig {
             pump_tick: Duration::from_millis(2),
             broadcast_capacity: 16_384,
             faults: FaultSettings::default(),
+            history_rate_multiplier: 1.0,
+            archive_cache_bytes: 256 << 20,
         }
     }
 }
@@ -414,6 +423,12 @@ impl SimConfig {
             return Err(setting(
                 "rate_multiplier",
                 format!("{} must be >= 0", self.rate_multiplier),
+            ));
+        }
+        if !(self.history_rate_multiplier.is_finite() && self.history_rate_multiplier >= 0.0) {
+            return Err(setting(
+                "history_rate_multiplier",
+                format!("{} must be >= 0", self.history_rate_multiplier),
             ));
         }
         if !(self.clock_speed.is_finite() && self.clock_speed > 0.0) {

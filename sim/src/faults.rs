@@ -33,6 +33,8 @@ pub struct FaultSettings {
     /// The next this-many REST requests answer HTTP 200 with a body that is not the JSON
     /// asked for: alternately a proxy's HTML maintenance page and a JSON body cut short.
     pub rest_mangled_remaining: u32,
+    /// Faults of the trade archive (`/data/spot/...`), per file.
+    pub archive: Vec<ArchiveFault>,
 }
 
 impl FaultSettings {
@@ -61,6 +63,9 @@ impl FaultSettings {
                 "http_5xx_status {} must be within 500-599",
                 self.http_5xx_status
             ));
+        }
+        for f in &self.archive {
+            f.validate()?;
         }
         Ok(())
     }
@@ -129,6 +134,10 @@ pub struct FaultRequest {
     /// connection subscribed to its symbol, now. Not part of the tape: a corrupted or hostile
     /// frame, for the reader's plausibility checks.
     pub inject_trade: Option<InjectTrade>,
+    /// Add these archive faults (after `clear_archive_faults`, if both).
+    pub archive_faults: Option<Vec<ArchiveFault>>,
+    /// Remove every archive fault.
+    pub clear_archive_faults: bool,
 }
 
 /// A trade frame that is not on the tape.
@@ -173,6 +182,12 @@ impl FaultRequest {
         }
         if let Some(n) = self.rest_mangled_burst {
             s.rest_mangled_remaining = n;
+        }
+        if self.clear_archive_faults {
+            s.archive.clear();
+        }
+        if let Some(add) = &self.archive_faults {
+            s.archive.extend(add.iter().cloned());
         }
         s.validate()?;
         if let Some(st) = &self.stall
@@ -231,10 +246,159 @@ pub fn next_drop_delay(rng: &mut KeyedRng, mean_secs: f64) -> f64 {
     (-u.ln() * mean_secs).clamp(mean_secs * 0.05, mean_secs * 5.0)
 }
 
+/// A fault of one archive file (`<SYMBOL>-trades-<period>.zip` and its `.CHECKSUM`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveFault {
+    /// Upper-case symbol.
+    pub symbol: String,
+    /// `YYYY-MM-DD` (a daily file) or `YYYY-MM` (a monthly file).
+    pub period: String,
+    /// What goes wrong.
+    pub kind: ArchiveFaultKind,
+}
+
+/// What goes wrong with an archive file. The known problems of Binance's dumps
+/// (binance/binance-public-data issues: missing days, late uploads, re-uploaded files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ArchiveFaultKind {
+    /// The zip and its checksum answer 404 (a hole in the archive).
+    Missing,
+    /// The zip is served cut to half its bytes; the checksum is the true one.
+    Truncated,
+    /// The zip is intact; the checksum file names a different digest.
+    WrongChecksum,
+    /// Both answer 404 until the simulator clock reaches `available_at_ms` (a late upload).
+    Late {
+        /// Simulator time (ms) from which the file is served.
+        available_at_ms: i64,
+    },
+    /// Until `at_ms` the file is a first upload lacking a stretch of rows in the middle (with
+    /// its own, matching checksum); from `at_ms` on, the complete file (a re-upload).
+    Reuploaded {
+        /// Simulator time (ms) of the re-upload.
+        at_ms: i64,
+    },
+}
+
+impl ArchiveFault {
+    fn validate(&self) -> Result<(), String> {
+        if !trade_proto::rules::is_symbol(&self.symbol) {
+            return Err(format!(
+                "archive fault symbol {:?} must match {}",
+                self.symbol,
+                trade_proto::rules::SYMBOL_PATTERN
+            ));
+        }
+        let p = &self.period;
+        let date = match p.len() {
+            10 => p.parse::<jiff::civil::Date>().ok(),
+            7 => format!("{p}-01").parse::<jiff::civil::Date>().ok(),
+            _ => None,
+        };
+        // Round-trip so `2025-6-1` and the like are refused: file names are zero-padded.
+        if date.is_none_or(|d| !d.to_string().starts_with(p.as_str())) {
+            return Err(format!(
+                "archive fault period {p:?} must be YYYY-MM-DD or YYYY-MM"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How to serve one archive file, from its faults and the simulator clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ArchivePlan {
+    /// Answer 404 for the zip and the checksum.
+    pub missing: bool,
+    /// Serve the first upload (rows missing) rather than the complete file.
+    pub first_upload: bool,
+    /// Cut the served zip.
+    pub truncated: bool,
+    /// Serve a checksum that does not match.
+    pub wrong_checksum: bool,
+}
+
+/// The plan for `symbol`'s file of `period` at `now_ms`; several faults combine.
+pub fn archive_plan(
+    faults: &[ArchiveFault],
+    symbol: &str,
+    period: &str,
+    now_ms: i64,
+) -> ArchivePlan {
+    let mut plan = ArchivePlan::default();
+    for f in faults
+        .iter()
+        .filter(|f| f.symbol == symbol && f.period == period)
+    {
+        match f.kind {
+            ArchiveFaultKind::Missing => plan.missing = true,
+            ArchiveFaultKind::Truncated => plan.truncated = true,
+            ArchiveFaultKind::WrongChecksum => plan.wrong_checksum = true,
+            ArchiveFaultKind::Late { available_at_ms } => {
+                plan.missing |= now_ms < available_at_ms;
+            }
+            ArchiveFaultKind::Reuploaded { at_ms } => plan.first_upload |= now_ms < at_ms,
+        }
+    }
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rng::Stream;
+
+    #[test]
+    fn archive_faults_are_added_cleared_and_planned() {
+        let req: FaultRequest = serde_json::from_str(
+            r#"{"archive_faults": [
+                {"symbol": "BTCUSDT", "period": "2025-06-01", "kind": "missing"},
+                {"symbol": "BTCUSDT", "period": "2025-06-02", "kind": {"late": {"available_at_ms": 1000}}},
+                {"symbol": "ARBUSDT", "period": "2025-05", "kind": "wrong_checksum"},
+                {"symbol": "ARBUSDT", "period": "2025-05", "kind": {"reuploaded": {"at_ms": 50}}}
+            ]}"#,
+        )
+        .unwrap();
+        let s = req.apply_to(&FaultSettings::default()).unwrap();
+        assert_eq!(s.archive.len(), 4);
+        let plan = |sym, p, now| archive_plan(&s.archive, sym, p, now);
+        assert!(plan("BTCUSDT", "2025-06-01", 0).missing);
+        assert!(plan("BTCUSDT", "2025-06-02", 999).missing);
+        assert!(
+            !plan("BTCUSDT", "2025-06-02", 1000).missing,
+            "late file served"
+        );
+        assert_eq!(plan("BTCUSDT", "2025-06-03", 0), ArchivePlan::default());
+        let arb = plan("ARBUSDT", "2025-05", 49);
+        assert!(arb.wrong_checksum && arb.first_upload && !arb.missing);
+        assert!(!plan("ARBUSDT", "2025-05", 50).first_upload);
+        let cleared = FaultRequest {
+            clear_archive_faults: true,
+            ..Default::default()
+        }
+        .apply_to(&s)
+        .unwrap();
+        assert!(cleared.archive.is_empty());
+    }
+
+    #[test]
+    fn archive_fault_periods_are_checked() {
+        for bad in ["2025-6-1", "2025-13", "2025-06-31", "yesterday"] {
+            let e = FaultRequest {
+                archive_faults: Some(vec![ArchiveFault {
+                    symbol: "BTCUSDT".into(),
+                    period: bad.into(),
+                    kind: ArchiveFaultKind::Missing,
+                }]),
+                ..Default::default()
+            }
+            .apply_to(&FaultSettings::default())
+            .unwrap_err();
+            assert!(e.contains("period") && e.contains(bad), "{e}");
+        }
+    }
 
     #[test]
     fn request_sets_and_clears() {

@@ -5,6 +5,9 @@
 //! "Market data endpoints"): klines/uiKlines 2, trades 25, historicalTrades 25, aggTrades 4,
 //! exchangeInfo 20, ticker/24hr 2 per 1-20 symbols / 40 for 21-100 / 80 above or without symbol,
 //! ping and time 1. Heavy computation runs on the blocking pool.
+//!
+//! The trade archive (`/data/spot/{daily,monthly}/trades/...`, another host at Binance) is not
+//! gated: no weight, no geo-block, no REST faults; its own faults are per file.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,7 +24,8 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::faults::FaultRequest;
+use crate::archive::Period;
+use crate::faults::{FaultRequest, archive_plan};
 use crate::frames::TimeUnit;
 use crate::limits::WeightDecision;
 use crate::rest;
@@ -52,6 +56,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(admin_faults_get).post(admin_faults_post),
         )
         .route("/admin/symbols/{symbol}", post(admin_symbol_post))
+        .route(
+            "/data/spot/{granularity}/trades/{symbol}/{file}",
+            get(archive_file),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
@@ -417,4 +425,78 @@ async fn admin_symbol_post(
         }
         Err(e) => admin_err(StatusCode::BAD_REQUEST, &e.to_string()),
     }
+}
+
+/// S3's answer for a key that does not exist, as `data.binance.vision` gives it (HTTP 404,
+/// `application/xml`).
+fn no_such_key(key: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>{key}</Key></Error>"
+    );
+    let mut r = (StatusCode::NOT_FOUND, body).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
+/// `GET /data/spot/{daily|monthly}/trades/<SYMBOL>/<SYMBOL>-trades-<period>.zip[.CHECKSUM]`.
+async fn archive_file(
+    State(s): State<Arc<Shared>>,
+    Path((granularity, symbol, file)): Path<(String, String, String)>,
+) -> Response {
+    let key = format!("data/spot/{granularity}/trades/{symbol}/{file}");
+    let (stem, is_checksum) = match file.strip_suffix(".zip.CHECKSUM") {
+        Some(stem) => (stem, true),
+        None => match file.strip_suffix(".zip") {
+            Some(stem) => (stem, false),
+            None => return no_such_key(&key),
+        },
+    };
+    let period = stem
+        .strip_prefix(symbol.as_str())
+        .and_then(|rest| rest.strip_prefix("-trades-"))
+        .and_then(|label| Period::parse(&granularity, label));
+    let (Some(period), Some(sym)) = (period, s.tape.index_of(&symbol)) else {
+        return no_such_key(&key);
+    };
+    let now_ms = s.now_ms();
+    if !period.published(s.tape.genesis_us().div_euclid(1000), now_ms) {
+        return no_such_key(&key);
+    }
+    let plan = {
+        let f = s.faults.lock().unwrap_or_else(|e| e.into_inner());
+        archive_plan(&f.archive, &symbol, &period.label(), now_ms)
+    };
+    if plan.missing {
+        return no_such_key(&key);
+    }
+    let sh = s.clone();
+    let built =
+        tokio::task::spawn_blocking(move || sh.archive_file(sym, period, plan.first_upload)).await;
+    let built = match built {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, key = %key, "archive file not built");
+            return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+        Err(join) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, join.to_string()).into_response();
+        }
+    };
+    let (content_type, body) = if is_checksum {
+        ("text/plain", Bytes::from(built.served_checksum(&plan)))
+    } else {
+        (
+            "application/zip",
+            Bytes::copy_from_slice(built.served_zip(&plan)),
+        )
+    };
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    r
 }

@@ -28,15 +28,18 @@
 //! - [`faults`]: fault settings and per-frame decisions.
 //! - [`ranges`], [`truth`]: ground-truth bookkeeping.
 //! - `rest`: REST bodies from the tape.
+//! - [`archive`]: Binance's trade archive (`data.binance.vision` daily/monthly zips, their
+//!   `.CHECKSUM`s, the ms/µs switch at 2025-01-01) built byte-deterministically from the tape.
 //!
 //! I/O: `clock` (the simulator clock, the one wall-clock read), `state` (what every task shares,
 //! fault and symbol changes), `pump` (releases tape trades as the clock passes them, random drops),
-//! `http` (router, admin API), `ws` (connection tasks), `server` (start-up, [`SimHandle`]).
+//! `http` (router, admin API, archive routes), `ws` (connection tasks), `server` (start-up, [`SimHandle`]).
 //!
 //! Dependency order (a module uses only modules before it; no cycles): `rng`, `decimal`, `trade`,
 //! `ranges`, `control`, `limits`, `clock` → `faults`, `kline`, `frames`, `truth` → `config` →
-//! `tape` → `state` → `pump`, `rest`, `ws` → `http` → `server`.
+//! `tape` → `archive` → `state` → `pump`, `rest`, `ws` → `http` → `server`.
 
+pub mod archive;
 mod clock;
 pub mod config;
 pub mod control;
@@ -59,7 +62,10 @@ mod ws;
 
 pub use clock::SimClock;
 pub use config::{ConfigError, SimConfig, SymbolSpec, parse_rates};
-pub use faults::{FaultRequest, FaultSettings, Http5xxBurst, InjectTrade, StallRequest};
+pub use faults::{
+    ArchiveFault, ArchiveFaultKind, FaultRequest, FaultSettings, Http5xxBurst, InjectTrade,
+    StallRequest,
+};
 pub use server::{Sim, SimHandle};
 pub use state::{SimError, SymbolUpdate};
 pub use tape::{Tape, Trade};

@@ -55,6 +55,9 @@ struct Args {
     /// Genesis in ms since the epoch (overrides --history-days).
     #[arg(long, env = "SIM_GENESIS_MS")]
     genesis_ms: Option<i64>,
+    /// Multiply every rate before start-up only (small trade-archive days: e.g. 0.01).
+    #[arg(long, env = "SIM_HISTORY_RATE_MULTIPLIER", default_value_t = 1.0)]
+    history_rate_multiplier: f64,
     /// Server ping interval in seconds (Binance: 20).
     #[arg(long, env = "SIM_PING_INTERVAL_SECS", default_value_t = 20.0)]
     ping_interval_secs: f64,
@@ -122,6 +125,7 @@ fn config(a: &Args) -> anyhow::Result<SimConfig> {
         clock_speed: a.clock_speed,
         genesis_ms: a.genesis_ms,
         history_days: a.history_days,
+        history_rate_multiplier: a.history_rate_multiplier,
         ping_interval: secs("ping-interval-secs", a.ping_interval_secs)?,
         pong_timeout: secs("pong-timeout-secs", a.pong_timeout_secs)?,
         max_connection_age: secs("max-connection-age-secs", a.max_connection_age_secs)?,

@@ -1,7 +1,8 @@
 //! Start-up and the [`SimHandle`] of a running simulator.
 //!
 //! One axum router serves REST (`/api/v3/...`), WebSocket streams (`/ws`, `/ws/<streams>`,
-//! `/stream?streams=`) and the admin API (`/admin/...`) on one port; the pump
+//! `/stream?streams=`), the trade archive (`/data/spot/...`) and the admin API (`/admin/...`)
+//! on one port; the pump
 //! ([`crate::pump`]) feeds the connection tasks.
 //!
 //! Shutdown: [`SimHandle::shutdown`] cancels one token; the pump, the connection tasks and the
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::archive::ArchiveCache;
 use crate::clock::{SimClock, now_us};
 use crate::config::{SimConfig, SymbolSpec};
 use crate::faults::{FaultRequest, FaultSettings, StallRequest};
@@ -52,12 +54,15 @@ impl Sim {
         let genesis_ms = config.genesis_ms.unwrap_or_else(|| {
             start_us.div_euclid(1000) - i64::from(config.history_days) * 86_400_000
         });
-        let tape = Arc::new(Tape::new(
-            config.seed,
-            &config.symbols,
-            config.rate_multiplier,
-            genesis_ms,
-        ));
+        let tape = Arc::new(
+            Tape::new(
+                config.seed,
+                &config.symbols,
+                config.rate_multiplier,
+                genesis_ms,
+            )
+            .with_history_rate(config.history_rate_multiplier, start_us.div_euclid(1000)),
+        );
         let clock = SimClock::new(start_us, config.clock_speed);
         // Checkpoints up to now are computed here, once (cheap: one draw per symbol-minute).
         let live_first: Vec<u64> = (0..tape.len())
@@ -79,6 +84,7 @@ impl Sim {
                 config.connection_attempt_window,
             )),
             trades_tx,
+            archive_cache: Mutex::new(ArchiveCache::new(config.archive_cache_bytes)),
             cursors: live_first.iter().map(|&id| AtomicU64::new(id)).collect(),
             live_first,
             conns: Mutex::new(BTreeMap::new()),
@@ -133,6 +139,14 @@ impl SimHandle {
 
     /// `http://127.0.0.1:PORT`: append `/api/v3/...`.
     pub fn rest_base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`, standing in for `https://data.binance.vision`: append
+    /// `/data/spot/daily/trades/<SYMBOL>/<SYMBOL>-trades-<YYYY-MM-DD>.zip` (or `.zip.CHECKSUM`,
+    /// or `monthly` and `<YYYY-MM>`). Binance serves the archive from another host; the
+    /// simulator serves it on its one port.
+    pub fn archive_base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::archive::{self, ArchiveCache, ArchiveError, ArchiveFile, Period};
 use crate::clock::SimClock;
 use crate::config::{ConfigError, SimConfig, SymbolSpec};
 use crate::faults::{FaultRequest, FaultSettings, StallRequest};
@@ -98,6 +99,8 @@ pub(crate) struct Shared {
     pub weights: Mutex<WeightLedger>,
     pub attempts: Mutex<AttemptLimiter>,
     pub trades_tx: broadcast::Sender<Arc<TradeBatch>>,
+    /// Archive files built recently (see [`ArchiveCache`]).
+    pub archive_cache: Mutex<ArchiveCache>,
     /// Next id to be emitted, per symbol.
     pub cursors: Vec<AtomicU64>,
     /// First id emitted live, per symbol.
@@ -143,6 +146,37 @@ impl Shared {
             symbols,
             connections,
         }
+    }
+
+    /// One archive file of symbol `sym`, from the cache or built now (CPU-heavy for busy days:
+    /// call on the blocking pool).
+    pub fn archive_file(
+        &self,
+        sym: usize,
+        period: Period,
+        first_upload: bool,
+    ) -> Result<Arc<ArchiveFile>, ArchiveError> {
+        let key = (sym, period, first_upload);
+        if let Some(f) = self
+            .archive_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(f);
+        }
+        let file = Arc::new(archive::build(&self.tape, sym, period, first_upload)?);
+        tracing::debug!(
+            file = %file.name,
+            bytes = file.zip.len(),
+            first_upload,
+            "archive file built"
+        );
+        self.archive_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, file.clone());
+        Ok(file)
     }
 
     pub(crate) fn live_conns(&self) -> Vec<Arc<ConnEntry>> {

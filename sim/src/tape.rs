@@ -114,6 +114,11 @@ pub struct Tape {
     seed: u64,
     genesis_minute: i64,
     symbols: Vec<SymbolTape>,
+    /// Rates of minutes before `history_until_minute` are multiplied by this (1.0 = as live), so
+    /// weeks of history (the trade archive) stay small while the live tape keeps its rate.
+    history_multiplier: f64,
+    /// See `history_multiplier`; `i64::MIN` = no history scaling.
+    history_until_minute: i64,
 }
 
 impl Tape {
@@ -146,7 +151,17 @@ impl Tape {
             seed,
             genesis_minute,
             symbols,
+            history_multiplier: 1.0,
+            history_until_minute: i64::MIN,
         }
+    }
+
+    /// Multiply every rate by `multiplier` for the minutes before the one holding `until_ms`
+    /// (floored to the minute). Call before the tape is read: ids are cumulative from genesis.
+    pub fn with_history_rate(mut self, multiplier: f64, until_ms: i64) -> Self {
+        self.history_multiplier = multiplier;
+        self.history_until_minute = until_ms.div_euclid(60_000);
+        self
     }
 
     /// Number of symbols.
@@ -182,7 +197,12 @@ impl Tape {
         } else {
             normal_mult
         };
-        let lambda = s.rate * 60.0 * mult;
+        let rate = if minute < self.history_until_minute {
+            s.rate * self.history_multiplier
+        } else {
+            s.rate
+        };
+        let lambda = rate * 60.0 * mult;
         let n_aggs = rng.poisson(lambda * AGG_SHARE);
         let n_extra = rng.poisson(lambda * (1.0 - AGG_SHARE));
         let n_extra = if n_aggs == 0 { 0 } else { n_extra };
@@ -796,6 +816,21 @@ mod tests {
         let t = Tape::new(1, &[spec], 1.0, GENESIS_MS);
         assert!(t.minute_trades(0, GENESIS_MS / 60_000 + 1).is_empty());
         assert_eq!(t.count_before(0, GENESIS_MS * 1000 + 10 * MIN_US), 0);
+    }
+
+    #[test]
+    fn history_rate_scales_only_minutes_before_the_cut() {
+        let cut_ms = GENESIS_MS + 60 * 60_000;
+        let t = tape().with_history_rate(0.01, cut_ms);
+        let g = GENESIS_MS / 60_000;
+        let before: usize = (0..30).map(|m| t.minute_trades(0, g + m).len()).sum();
+        let after: usize = (60..90).map(|m| t.minute_trades(0, g + m).len()).sum();
+        // 35/s x 0.01 over 30 minutes is ~630 trades; at full rate ~63,000.
+        assert!(before < 2_000, "history minutes scaled: {before}");
+        assert!(after > 30_000, "live minutes keep the rate: {after}");
+        // Ids stay consecutive across the cut.
+        let last = t.minute_trades(0, g + 59).pop().unwrap();
+        assert_eq!(t.minute_trades(0, g + 60)[0].id, last.id + 1);
     }
 
     #[test]
