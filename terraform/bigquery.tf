@@ -112,6 +112,18 @@ resource "google_bigquery_table" "gaps" {
   deletion_protection = var.deletion_protection
 }
 
+# A row per symbol and UTC day (a few thousand rows a symbol over years): too small to partition.
+resource "google_bigquery_table" "coverage" {
+  dataset_id  = google_bigquery_dataset.market.dataset_id
+  table_id    = "coverage"
+  description = "Per symbol and UTC day: first and last trade id, distinct ids, rows per source and whether the day is proven complete (complete | holes | missing); batch history and the daily check MERGE it by (symbol, day)."
+  schema      = file("${path.module}/schemas/coverage.json")
+
+  clustering = ["symbol"]
+
+  deletion_protection = var.deletion_protection
+}
+
 # One table per symbol, generated from var.symbols: dwh.klines_btcusdt, dwh.klines_aaveusdt, ...
 resource "google_bigquery_table" "klines" {
   for_each = local.kline_tables

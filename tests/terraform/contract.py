@@ -68,6 +68,17 @@ COLUMNS = {
         ("detected_time", "TIMESTAMP", R),
         ("reporter", "STRING", R),
     ],
+    "coverage.json": [
+        ("symbol", "STRING", R),
+        ("day", "DATE", R),
+        ("first_id", "INT64", N),
+        ("last_id", "INT64", N),
+        ("trade_count", "INT64", R),
+        ("source_mix", "STRING", N),
+        ("status", "STRING", R),
+        ("missing_ids", "INT64", N),
+        ("checked_time", "TIMESTAMP", R),
+    ],
     "klines.json": [
         ("symbol", "STRING", R),
         ("open_time", "TIMESTAMP", R),
@@ -99,6 +110,7 @@ PROTO_TABLES = {
 TABLES = {
     ("market", "trades_raw"): ("trades_raw.json", "trade_time", ["symbol", "trade_id"]),
     ("market", "gaps"): ("gaps.json", "detected_time", None),
+    ("market", "coverage"): ("coverage.json", None, ["symbol"]),
     ("dwh", "symbols"): ("symbols.json", None, None),
     ("scd", "symbols_history"): ("symbols_history.json", None, None),
 }
