@@ -26,7 +26,7 @@
 //! - [`control`]: `SUBSCRIBE`/`UNSUBSCRIBE`/... parsing and replies.
 //! - [`limits`]: message rate, keep-alive, connection attempts, REST weight.
 //! - [`faults`]: fault settings and per-frame decisions.
-//! - [`ranges`], [`truth`]: ground-truth bookkeeping.
+//! - [`truth`]: ground-truth bookkeeping (missed ids as a `trade_proto::ids::IdSet`).
 //! - `rest`: REST bodies from the tape.
 //!
 //! I/O: `clock` (the simulator clock, the one wall-clock read), `state` (what every task shares,
@@ -34,7 +34,7 @@
 //! `http` (router, admin API), `ws` (connection tasks), `server` (start-up, [`SimHandle`]).
 //!
 //! Dependency order (a module uses only modules before it; no cycles): `rng`, `decimal`, `trade`,
-//! `ranges`, `control`, `limits`, `clock` → `faults`, `kline`, `frames`, `truth` → `config` →
+//! `control`, `limits`, `clock` → `faults`, `kline`, `frames`, `truth` → `config` →
 //! `tape` → `state` → `pump`, `rest`, `ws` → `http` → `server`.
 
 mod clock;
@@ -47,7 +47,6 @@ mod http;
 pub mod kline;
 pub mod limits;
 mod pump;
-pub mod ranges;
 mod rest;
 pub mod rng;
 mod server;
