@@ -237,11 +237,10 @@ impl Global {
         validate_identifier("--dwh-dataset / BQ_DWH_DATASET", &self.dwh_dataset)?;
         validate_identifier("--scd-dataset / BQ_SCD_DATASET", &self.scd_dataset)?;
         // clap splits at the commas (and collects repeated flags); the list rule is one.
-        let symbols =
-            parse_symbol_list(&self.symbols.join(",")).map_err(|e| SettingError {
-                setting: "--symbols / SYMBOLS",
-                why: e.to_string(),
-            })?;
+        let symbols = parse_symbol_list(&self.symbols.join(",")).map_err(|e| SettingError {
+            setting: "--symbols / SYMBOLS",
+            why: e.to_string(),
+        })?;
         for s in &symbols {
             // Stricter than Binance's rule: each symbol names a table, dwh.klines_<symbol>, and
             // BigQuery table names take no `.`; the warehouse keeps to letters and digits.
@@ -379,7 +378,13 @@ mod tests {
                 .to_string()
                 .contains("BQ_DWH_DATASET")
         );
-        for bad in ["BTC'USDT", "BTC.USDT", "BTC-USDT", "BTCUSDT,btcusdt", "BTCUSDT,,ARBUSDT"] {
+        for bad in [
+            "BTC'USDT",
+            "BTC.USDT",
+            "BTC-USDT",
+            "BTCUSDT,btcusdt",
+            "BTCUSDT,,ARBUSDT",
+        ] {
             let cli = Cli::try_parse_from(["batch", "--project", "p", "--symbols", bad, "setup"])
                 .unwrap();
             let e = cli.global.validate().unwrap_err().to_string();

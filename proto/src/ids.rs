@@ -37,9 +37,9 @@ impl IdSet {
 
     /// Number of ids (saturates at `u64::MAX`: only the whole `i64` range exceeds it).
     pub fn len(&self) -> u64 {
-        self.ranges
-            .iter()
-            .fold(0u64, |n, &(a, b)| n.saturating_add(b.abs_diff(a) + 1))
+        self.ranges.iter().fold(0u64, |n, &(a, b)| {
+            n.saturating_add(b.abs_diff(a)).saturating_add(1)
+        })
     }
 
     /// Number of ranges (1 when the ids are consecutive).
@@ -177,7 +177,11 @@ impl IdSet {
 
     /// The parts of the set within `lo..=hi`, ascending.
     pub fn within(&self, lo: i64, hi: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
-        let i = self.ranges.partition_point(|&(_, b)| b < lo);
+        let i = if lo > hi {
+            self.ranges.len()
+        } else {
+            self.ranges.partition_point(|&(_, b)| b < lo)
+        };
         self.ranges
             .range(i..)
             .take_while(move |&&(a, _)| a <= hi)
@@ -301,9 +305,13 @@ mod tests {
         assert_eq!((s.first(), s.last()), (Some((10, 19)), Some((50, 50))));
         assert_eq!(s.within(15, 35).collect::<Vec<_>>(), [(15, 19), (30, 35)]);
         assert_eq!(s.missing_within(15, 35), [(20, 29)]);
-        assert_eq!(s.missing_within(0, 60), [(0, 9), (20, 29), (40, 49), (51, 60)]);
+        assert_eq!(
+            s.missing_within(0, 60),
+            [(0, 9), (20, 29), (40, 49), (51, 60)]
+        );
         assert_eq!(s.missing_within(31, 32), []);
         assert_eq!(s.missing_within(5, 4), []);
+        assert_eq!(s.within(35, 31).count(), 0, "an empty window");
         assert_eq!(s.pop_first(), Some((10, 19)));
         assert_eq!(s.first(), Some((30, 39)));
     }
@@ -316,7 +324,10 @@ mod tests {
         assert!(s.insert(i64::MIN));
         assert!(!s.insert(i64::MAX));
         assert_eq!(ranges(&s), [(i64::MIN, i64::MIN), (i64::MAX - 1, i64::MAX)]);
-        assert_eq!(s.missing_within(i64::MAX - 3, i64::MAX), [(i64::MAX - 3, i64::MAX - 2)]);
+        assert_eq!(
+            s.missing_within(i64::MAX - 3, i64::MAX),
+            [(i64::MAX - 3, i64::MAX - 2)]
+        );
         s.insert_range(i64::MIN, i64::MAX);
         assert_eq!(s.len(), u64::MAX, "saturates");
         assert!(s.remove(i64::MIN) && s.remove(i64::MAX));

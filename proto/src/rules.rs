@@ -151,7 +151,12 @@ mod tests {
 
     #[test]
     fn symbol_lists_refuse_empty_entries_naming_where() {
-        for (list, position) in [("", 1), ("BTCUSDT,,ARBUSDT", 2), ("BTCUSDT,", 2), (" , X", 1)] {
+        for (list, position) in [
+            ("", 1),
+            ("BTCUSDT,,ARBUSDT", 2),
+            ("BTCUSDT,", 2),
+            (" , X", 1),
+        ] {
             let e = parse_symbol_list(list).unwrap_err();
             assert_eq!(
                 e,

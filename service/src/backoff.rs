@@ -71,7 +71,11 @@ impl Backoff {
             .build();
         // 64 doublings exceed any cap a Duration can hold: stop there, the cap is reached.
         let steps = usize::try_from(attempt.min(64)).unwrap_or(64);
-        let d = schedule.take(steps).last().unwrap_or(self.max).min(self.max);
+        let d = schedule
+            .take(steps)
+            .last()
+            .unwrap_or(self.max)
+            .min(self.max);
         round_to_micros(d)
     }
 

@@ -87,7 +87,8 @@ impl ConnSymbolTruth {
         if first > last {
             return;
         }
-        self.missed.insert_range(contract_id(first), contract_id(last));
+        self.missed
+            .insert_range(contract_id(first), contract_id(last));
         *self.missed_by_reason.entry(reason).or_default() += last - first + 1;
     }
 
@@ -157,7 +158,10 @@ mod tests {
         let json = serde_json::to_value(&t).unwrap();
         assert_eq!(
             json["missed"],
-            serde_json::json!([[5_052_000_100u64, 5_052_000_351u64], [5_052_000_402u64, 5_052_000_402u64]])
+            serde_json::json!([
+                [5_052_000_100u64, 5_052_000_351u64],
+                [5_052_000_402u64, 5_052_000_402u64]
+            ])
         );
         assert_eq!(t.missed_by_faults(), 253);
         let back: ConnSymbolTruth = serde_json::from_value(json).unwrap();

@@ -10,7 +10,11 @@ use service::backoff::Jitter;
 /// Transient append failures: 100 ms doubling to 10 s, quick after a blip, gentle during an
 /// outage.
 pub fn transient() -> Backoff {
-    Backoff::new(Duration::from_millis(100), Duration::from_secs(10), Jitter::Equal)
+    Backoff::new(
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        Jitter::Equal,
+    )
 }
 
 /// Appends refused as a whole: 1 s doubling to `max` (`--refused-retry-max`, 60 s by default),
