@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use service::symbols::DEFAULT_SYMBOLS;
-use trade_proto::rules::{SYMBOL_PATTERN, normalise_symbol};
+use trade_proto::rules::parse_symbol_list;
 
 use crate::backfill::{
     DEFAULT_MAX_DAYS, DEFAULT_MAX_WEIGHT_PER_MINUTE, MAX_WEIGHT_PER_MINUTE, MIN_WEIGHT_PER_MINUTE,
@@ -236,18 +236,12 @@ impl Global {
         validate_identifier("--market-dataset / BQ_MARKET_DATASET", &self.market_dataset)?;
         validate_identifier("--dwh-dataset / BQ_DWH_DATASET", &self.dwh_dataset)?;
         validate_identifier("--scd-dataset / BQ_SCD_DATASET", &self.scd_dataset)?;
-        let mut symbols = Vec::new();
-        for s in &self.symbols {
-            let s = s.trim();
-            if s.is_empty() {
-                continue;
-            }
-            let Some(s) = normalise_symbol(s) else {
-                return Err(SettingError {
-                    setting: "--symbols / SYMBOLS",
-                    why: format!("{s:?} is not a Binance symbol ({SYMBOL_PATTERN})"),
-                });
-            };
+        // clap splits at the commas (and collects repeated flags); the list rule is one.
+        let symbols = parse_symbol_list(&self.symbols.join(",")).map_err(|e| SettingError {
+            setting: "--symbols / SYMBOLS",
+            why: e.to_string(),
+        })?;
+        for s in &symbols {
             // Stricter than Binance's rule: each symbol names a table, dwh.klines_<symbol>, and
             // BigQuery table names take no `.`; the warehouse keeps to letters and digits.
             if !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -258,15 +252,6 @@ impl Global {
                     ),
                 });
             }
-            if !symbols.contains(&s) {
-                symbols.push(s);
-            }
-        }
-        if symbols.is_empty() {
-            return Err(SettingError {
-                setting: "--symbols / SYMBOLS",
-                why: "no symbol given".into(),
-            });
         }
         self.bigquery.check().map_err(|why| SettingError {
             setting: "--bigquery-endpoint / --bigquery-grpc-endpoint",
@@ -393,11 +378,18 @@ mod tests {
                 .to_string()
                 .contains("BQ_DWH_DATASET")
         );
-        for bad in ["BTC'USDT", "BTC.USDT", "BTC-USDT"] {
+        for bad in [
+            "BTC'USDT",
+            "BTC.USDT",
+            "BTC-USDT",
+            "BTCUSDT,btcusdt",
+            "BTCUSDT,,ARBUSDT",
+        ] {
             let cli = Cli::try_parse_from(["batch", "--project", "p", "--symbols", bad, "setup"])
                 .unwrap();
             let e = cli.global.validate().unwrap_err().to_string();
-            assert!(e.contains("SYMBOLS") && e.contains(bad), "{e}");
+            let entry = bad.rsplit(',').next().unwrap();
+            assert!(e.contains("SYMBOLS") && e.contains(entry), "{e}");
         }
     }
 

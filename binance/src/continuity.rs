@@ -30,8 +30,9 @@
 //!
 //! Pure: no clock, no I/O. The caller owns one tracker per symbol.
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+use trade_proto::ids::IdSet;
 
 /// An inclusive range of trade ids, `from..=to`, `from <= to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,9 +106,9 @@ pub struct Continuity {
     /// Highest id seen; `floor - 1` right after a resume.
     highest: Option<i64>,
     /// Ids in `[floor, highest]` that never arrived and are still worth waiting for.
-    outstanding: RangeSet,
+    outstanding: IdSet,
     /// Ids declared unfillable that never arrived, remembered so a late arrival is emitted once.
-    unfillable: RangeSet,
+    unfillable: IdSet,
     /// Outstanding ranges evicted by the cap, waiting for [`Continuity::take_overflowed`].
     overflowed: Vec<IdRange>,
     /// Cap on the number of ranges in each set.
@@ -126,8 +127,8 @@ impl Continuity {
         Continuity {
             floor: None,
             highest: None,
-            outstanding: RangeSet::default(),
-            unfillable: RangeSet::default(),
+            outstanding: IdSet::new(),
+            unfillable: IdSet::new(),
             overflowed: Vec::new(),
             max_ranges: DEFAULT_MAX_RANGES,
         }
@@ -170,15 +171,17 @@ impl Continuity {
                 return Verdict::Emit;
             }
             let gap = IdRange::new(highest + 1, id - 1);
-            self.outstanding.insert(gap);
-            while self.outstanding.len() > self.max_ranges {
-                let oldest = self.outstanding.pop_first().expect("len > max_ranges >= 1");
+            // Above every id seen, so never adjacent to an outstanding range: one more range.
+            self.outstanding.insert_range(gap.from, gap.to);
+            while self.outstanding.range_count() > self.max_ranges {
+                let (from, to) = self.outstanding.pop_first().expect("len > max_ranges >= 1");
+                let oldest = IdRange { from, to };
                 self.remember_unfillable(oldest);
                 self.overflowed.push(oldest);
             }
             return Verdict::EmitWithGap(gap);
         }
-        if self.outstanding.remove_point(id) || self.unfillable.remove_point(id) {
+        if self.outstanding.remove(id) || self.unfillable.remove(id) {
             Verdict::Emit
         } else {
             Verdict::Duplicate
@@ -190,7 +193,12 @@ impl Continuity {
     /// arrived, or were never outstanding, are not returned. A later arrival of a returned id is
     /// still emitted once.
     pub fn mark_unfillable(&mut self, range: IdRange) -> Vec<IdRange> {
-        let removed = self.outstanding.remove_range(range);
+        let removed: Vec<IdRange> = self
+            .outstanding
+            .remove_range(range.from, range.to)
+            .into_iter()
+            .map(|(from, to)| IdRange { from, to })
+            .collect();
         for r in &removed {
             self.remember_unfillable(*r);
         }
@@ -206,12 +214,21 @@ impl Continuity {
 
     /// The gaps still waiting for their ids, ascending.
     pub fn outstanding(&self) -> impl Iterator<Item = IdRange> + '_ {
-        self.outstanding.iter()
+        self.outstanding
+            .ranges()
+            .map(|(from, to)| IdRange { from, to })
+    }
+
+    /// The parts of the gaps within `from..=to`, ascending.
+    pub fn outstanding_within(&self, from: i64, to: i64) -> impl Iterator<Item = IdRange> + '_ {
+        self.outstanding
+            .within(from, to)
+            .map(|(from, to)| IdRange { from, to })
     }
 
     /// Number of ids still outstanding (for a metric).
     pub fn outstanding_ids(&self) -> u64 {
-        self.outstanding.iter().map(IdRange::len).sum()
+        self.outstanding.len()
     }
 
     /// The highest id seen (or `resume_from`), `None` before the first id.
@@ -225,97 +242,16 @@ impl Continuity {
     pub fn settled_through(&self) -> Option<i64> {
         let highest = self.highest?;
         Some(match self.outstanding.first() {
-            Some(first) => first.from - 1,
+            Some((from, _)) => from - 1,
             None => highest,
         })
     }
 
     fn remember_unfillable(&mut self, range: IdRange) {
-        self.unfillable.insert(range);
-        while self.unfillable.len() > self.max_ranges {
+        self.unfillable.insert_range(range.from, range.to);
+        while self.unfillable.range_count() > self.max_ranges {
             self.unfillable.pop_first();
         }
-    }
-}
-
-/// Disjoint inclusive ranges keyed by their start.
-#[derive(Debug, Clone, Default)]
-struct RangeSet {
-    map: BTreeMap<i64, i64>,
-}
-
-impl RangeSet {
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = IdRange> + '_ {
-        self.map.iter().map(|(&from, &to)| IdRange { from, to })
-    }
-
-    fn first(&self) -> Option<IdRange> {
-        self.map
-            .first_key_value()
-            .map(|(&from, &to)| IdRange { from, to })
-    }
-
-    fn pop_first(&mut self) -> Option<IdRange> {
-        self.map.pop_first().map(|(from, to)| IdRange { from, to })
-    }
-
-    /// Inserts a range disjoint from every range in the set (callers guarantee it: new gaps are
-    /// above every id seen, unfillable ranges come out of the outstanding set).
-    fn insert(&mut self, r: IdRange) {
-        debug_assert!(
-            self.remove_range_preview(r).is_empty(),
-            "overlapping insert {r}"
-        );
-        self.map.insert(r.from, r.to);
-    }
-
-    fn remove_range_preview(&self, r: IdRange) -> Vec<IdRange> {
-        self.map
-            .range(..=r.to)
-            .rev()
-            .take_while(|&(_, &to)| to >= r.from)
-            .map(|(&from, &to)| IdRange { from, to })
-            .collect()
-    }
-
-    /// Removes `id`; true when it was in the set.
-    fn remove_point(&mut self, id: i64) -> bool {
-        let Some((&from, &to)) = self.map.range(..=id).next_back() else {
-            return false;
-        };
-        if to < id {
-            return false;
-        }
-        self.map.remove(&from);
-        if from < id {
-            self.map.insert(from, id - 1);
-        }
-        if id < to {
-            self.map.insert(id + 1, to);
-        }
-        true
-    }
-
-    /// Removes every id of `r`; returns the removed parts, ascending.
-    fn remove_range(&mut self, r: IdRange) -> Vec<IdRange> {
-        let mut hits = self.remove_range_preview(r);
-        hits.reverse();
-        let mut removed = Vec::with_capacity(hits.len());
-        for h in hits {
-            self.map.remove(&h.from);
-            if h.from < r.from {
-                self.map.insert(h.from, r.from - 1);
-            }
-            if h.to > r.to {
-                self.map.insert(r.to + 1, h.to);
-            }
-            removed.push(IdRange::new(h.from.max(r.from), h.to.min(r.to)));
-        }
-        removed
     }
 }
 

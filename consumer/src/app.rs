@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::dead_letter::PubsubDeadLetter;
 use crate::metrics::{self, Metrics};
-use crate::pipeline::{Backoff, Gaps, Pipeline, Settings, Trades};
+use crate::pipeline::{Gaps, Pipeline, Settings, Trades, backoff};
 use crate::sink::BigQuerySink;
 use crate::source::{AckOnReceipt, PubsubSource, PullSettings};
 
@@ -43,8 +43,8 @@ pub fn pipeline_settings(config: &Config, subscription: &str) -> Settings {
         dedup_window: config.dedup_window,
         append_timeout: config.append_timeout,
         shutdown_deadline: config.shutdown_deadline,
-        backoff: Backoff::default(),
-        refused_backoff: Backoff::refused(config.refused_retry_max),
+        backoff: backoff::transient(),
+        refused_backoff: backoff::refused(config.refused_retry_max),
         pull_silence,
     }
 }

@@ -43,7 +43,7 @@ use crate::metrics::Metrics;
 use crate::sink::{RowSink, SinkError};
 use crate::source::{Ack, MessageSource, Received};
 
-mod backoff;
+pub mod backoff;
 mod kind;
 
 pub use backoff::Backoff;
@@ -162,7 +162,7 @@ where
                     tracing::warn!(table = K::TABLE.as_str(), reason = %reason, "reopening the streaming pull");
                     self.write_all(&shutdown).await;
                     self.source.reconnect().await;
-                    let pause = self.settings.backoff.initial;
+                    let pause = self.settings.backoff.initial();
                     let next = tokio::select! {
                         _ = tokio::time::sleep(pause) => State::Pulling,
                         _ = shutdown.cancelled() => State::Draining,
@@ -572,9 +572,9 @@ where
     }
 }
 
-/// A jitter factor in `[0.5, 1.0]` for [`Backoff::delay`].
+/// The uniform draw in `[0, 1]` that [`Backoff::delay`] spreads a delay by.
 fn jitter() -> f64 {
-    rand::random_range(0.5..=1.0)
+    rand::random_range(0.0..=1.0)
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -167,8 +167,8 @@ fn start(o: Options) -> Harness {
         dedup_window: 1000,
         append_timeout: Duration::from_secs(30),
         shutdown_deadline: Duration::from_secs(8),
-        backoff: Backoff::default(),
-        refused_backoff: Backoff::refused(Duration::from_secs(60)),
+        backoff: backoff::transient(),
+        refused_backoff: backoff::refused(Duration::from_secs(60)),
         pull_silence: o.pull_silence,
     };
     let sink = Arc::new(FakeSink {
@@ -459,12 +459,13 @@ async fn shutdown_while_bigquery_is_down_nacks_everything_by_the_deadline() {
 
 #[test]
 fn backoff_doubles_and_caps() {
-    let b = Backoff::default();
+    let b = backoff::transient();
     assert_eq!(b.delay(1, 1.0), Duration::from_millis(100));
     assert_eq!(b.delay(3, 1.0), Duration::from_millis(400));
-    assert_eq!(b.delay(3, 0.5), Duration::from_millis(200));
+    // The lowest draw halves the delay, never less.
+    assert_eq!(b.delay(3, 0.0), Duration::from_millis(200));
     assert_eq!(b.delay(40, 1.0), Duration::from_secs(10));
-    let r = Backoff::refused(Duration::from_secs(60));
+    let r = backoff::refused(Duration::from_secs(60));
     assert_eq!(r.delay(1, 1.0), Duration::from_secs(1));
     assert_eq!(r.delay(6, 1.0), Duration::from_secs(32));
     assert_eq!(r.delay(7, 1.0), Duration::from_secs(60));

@@ -134,9 +134,8 @@ impl Merger {
                 continue;
             }
             let missing = self.trackers[p.sym]
-                .outstanding()
-                .find(|r| r.to >= p.next && r.from <= p.range.to)
-                .map(|r| IdRange::new(r.from.max(p.next), r.to.min(p.range.to)));
+                .outstanding_within(p.next, p.range.to)
+                .next();
             let Some(missing) = missing else {
                 // Nothing of this gap is missing any more.
                 self.pending.remove(i);
@@ -167,9 +166,7 @@ impl Merger {
     /// The parts of `range` still outstanding for `sym`.
     pub fn still_missing(&self, sym: usize, range: IdRange) -> Vec<IdRange> {
         self.trackers[sym]
-            .outstanding()
-            .filter(|r| r.to >= range.from && r.from <= range.to)
-            .map(|r| IdRange::new(r.from.max(range.from), r.to.min(range.to)))
+            .outstanding_within(range.from, range.to)
             .collect()
     }
 

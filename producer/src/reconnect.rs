@@ -5,9 +5,10 @@
 //! "Connection limit"); exceeding it gets the IP refused. [`AttemptBudget`] is a sliding window of
 //! attempt times that says how long to wait so that the next attempt stays inside a (configurable,
 //! lower) cap. [`Backoff`] is the per-connection retry schedule: the first attempt goes at once,
-//! later ones wait `min * 2^n` capped at `max` (from `backon`'s exponential schedule), each drawn
-//! uniformly in `[0, delay]` ("full jitter", AWS Architecture Blog, "Exponential Backoff And
-//! Jitter") so a fleet of producers does not reconnect in lockstep.
+//! later ones wait `min * 2^n` capped at `max` (the shared [`service::backoff::Backoff`], on
+//! `backon`'s exponential schedule), each drawn uniformly in `[0, delay]` ("full jitter", AWS
+//! Architecture Blog, "Exponential Backoff And Jitter") so a fleet of producers does not
+//! reconnect in lockstep.
 //!
 //! Pure: times are passed in (tokio `Instant`, so tests run on paused time) and the jitter draw
 //! is a parameter.
@@ -15,7 +16,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use service::backoff::Jitter;
 use tokio::time::Instant;
 
 /// Binance: "There is a limit of 300 connections per attempt every 5 minutes per IP."
@@ -79,18 +80,13 @@ impl AttemptBudget {
     }
 }
 
-/// Full jitter: `delay * u` for a uniform draw `u` in `[0, 1]`.
-pub fn full_jitter(delay: Duration, u: f64) -> Duration {
-    delay.mul_f64(u.clamp(0.0, 1.0))
-}
-
 /// The retry schedule of one connection: no wait before the first attempt, then capped
 /// exponential delays with full jitter.
 #[derive(Debug)]
 pub struct Backoff {
-    min: Duration,
-    max: Duration,
-    schedule: backon::ExponentialBackoff,
+    /// The delays, by number of failures.
+    schedule: service::backoff::Backoff,
+    /// Failures since the last success.
     failures: u32,
 }
 
@@ -98,28 +94,15 @@ impl Backoff {
     /// A schedule starting at `min` and capped at `max` (before jitter).
     pub fn new(min: Duration, max: Duration) -> Self {
         Self {
-            min,
-            max,
-            schedule: Self::build(min, max),
+            schedule: service::backoff::Backoff::new(min, max, Jitter::Full),
             failures: 0,
         }
     }
 
-    fn build(min: Duration, max: Duration) -> backon::ExponentialBackoff {
-        ExponentialBuilder::default()
-            .with_min_delay(min)
-            .with_max_delay(max)
-            .without_max_times()
-            .build()
-    }
-
     /// The wait before the next attempt given the uniform draw `u`: zero before the first
-    /// attempt, then the next exponential delay, jittered.
+    /// attempt, then the exponential delay of the failures so far, jittered.
     pub fn next_wait(&mut self, u: f64) -> Duration {
-        if self.failures == 0 {
-            return Duration::ZERO;
-        }
-        full_jitter(self.schedule.next().unwrap_or(self.max), u)
+        self.schedule.delay(self.failures, u)
     }
 
     /// An attempt failed: the next wait grows.
@@ -135,7 +118,6 @@ impl Backoff {
     /// A connection succeeded: start again from no wait.
     pub fn reset(&mut self) {
         self.failures = 0;
-        self.schedule = Self::build(self.min, self.max);
     }
 }
 
@@ -212,11 +194,13 @@ mod tests {
     }
 
     #[test]
-    fn jitter_is_within_zero_and_the_delay() {
-        let d = Duration::from_secs(8);
-        assert_eq!(full_jitter(d, 0.0), Duration::ZERO);
-        assert_eq!(full_jitter(d, 1.0), d);
-        assert_eq!(full_jitter(d, 7.0), d);
-        assert_eq!(full_jitter(d, 0.5), Duration::from_secs(4));
+    fn the_draw_spreads_the_wait_between_zero_and_the_delay() {
+        // The jitter's own edges are tested in `service::backoff`; this is the wiring.
+        let mut b = Backoff::new(Duration::from_secs(8), Duration::from_secs(8));
+        b.failed();
+        assert_eq!(b.next_wait(0.0), Duration::ZERO);
+        assert_eq!(b.next_wait(0.5), Duration::from_secs(4));
+        assert_eq!(b.next_wait(1.0), Duration::from_secs(8));
+        assert_eq!(b.next_wait(7.0), Duration::from_secs(8));
     }
 }

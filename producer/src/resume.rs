@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use binance::continuity::IdRange;
 use serde::{Deserialize, Serialize};
+use trade_proto::ids::IdSet;
 
 /// Format version of the state file.
 const STATE_VERSION: u32 = 1;
@@ -109,14 +110,14 @@ pub fn decide_start(saved: Option<i64>, latest: Option<i64>, max_resume_ids: u64
 #[derive(Debug, Clone, Default)]
 struct SymbolLedger {
     through: Option<i64>,
-    /// Disjoint, non-adjacent ranges above `through`, keyed by first id.
-    ahead: BTreeMap<i64, i64>,
+    /// Acknowledged ids above `through` (and above the hole that holds it).
+    ahead: IdSet,
 }
 
 impl SymbolLedger {
     fn advance(&mut self) {
         let Some(mut t) = self.through else { return };
-        while let Some((&from, &to)) = self.ahead.first_key_value() {
+        while let Some((from, to)) = self.ahead.first() {
             if from > t.saturating_add(1) {
                 break;
             }
@@ -130,21 +131,7 @@ impl SymbolLedger {
         if self.through.is_some_and(|t| r.to <= t) {
             return;
         }
-        let (mut from, mut to) = (r.from, r.to);
-        // Merge with every range that overlaps or touches [from, to].
-        let touching: Vec<(i64, i64)> = self
-            .ahead
-            .range(..=to.saturating_add(1))
-            .rev()
-            .take_while(|&(_, &e)| e >= from.saturating_sub(1))
-            .map(|(&s, &e)| (s, e))
-            .collect();
-        for (s, e) in touching {
-            self.ahead.remove(&s);
-            from = from.min(s);
-            to = to.max(e);
-        }
-        self.ahead.insert(from, to);
+        self.ahead.insert_range(r.from, r.to);
         self.advance();
     }
 }
@@ -185,7 +172,7 @@ impl Ledger {
 
     /// Ranges acknowledged above the resume point (waiting for an older hole to fill).
     pub fn ranges_ahead(&self, sym: usize) -> usize {
-        self.symbols[sym].ahead.len()
+        self.symbols[sym].ahead.range_count()
     }
 }
 
@@ -385,13 +372,12 @@ mod tests {
             }
             prop_assert_eq!(l.through(0), Some(want));
             let s = &l.symbols[0];
-            let ahead: std::collections::BTreeSet<i64> =
-                s.ahead.iter().flat_map(|(&a, &b)| a..=b).collect();
+            let ahead: std::collections::BTreeSet<i64> = s.ahead.ids().collect();
             let expected: std::collections::BTreeSet<i64> =
                 seen.iter().copied().filter(|&i| i > want).collect();
             prop_assert_eq!(ahead, expected);
             // Disjoint and not adjacent: merged as far as possible.
-            let v: Vec<(i64, i64)> = s.ahead.iter().map(|(&a, &b)| (a, b)).collect();
+            let v: Vec<(i64, i64)> = s.ahead.ranges().collect();
             for w in v.windows(2) {
                 prop_assert!(w[0].1 + 1 < w[1].0);
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use gcp::GcpTarget;
 use gcp::pubsub::Batching;
-use trade_proto::rules::{SYMBOL_PATTERN, normalise_symbol};
+use trade_proto::rules::parse_symbol_list;
 
 use crate::backfill::BackfillConfig;
 use crate::config::RunArgs;
@@ -80,22 +80,9 @@ impl Settings {
             .clone()
             .filter(|p| !p.trim().is_empty())
             .context("GCP_PROJECT (--project) is required: the project that owns the topics")?;
-        let mut symbols = Vec::new();
-        for raw in &a.symbols {
-            let trimmed = raw.trim();
-            if trimmed.is_empty() {
-                continue;
-            }
-            let Some(s) = normalise_symbol(trimmed) else {
-                bail!("SYMBOLS (--symbols): {raw:?} is not a Binance symbol ({SYMBOL_PATTERN})");
-            };
-            if !symbols.contains(&s) {
-                symbols.push(s);
-            }
-        }
-        if symbols.is_empty() {
-            bail!("SYMBOLS (--symbols): at least one symbol is needed");
-        }
+        // clap splits at the commas (and collects repeated flags); the list rule is one.
+        let symbols = parse_symbol_list(&a.symbols.join(","))
+            .map_err(|e| anyhow::anyhow!("SYMBOLS (--symbols): {e}"))?;
         // Binance: at most 1024 streams per connection.
         if symbols.len() > 1024 {
             bail!("SYMBOLS (--symbols): at most 1024 streams per Binance connection");
@@ -219,13 +206,21 @@ mod tests {
     }
 
     #[test]
-    fn symbols_are_upper_cased_deduplicated_and_checked_against_binance_grammar() {
-        let s = settings(&["--symbols", "btcusdt, BTCUSDT,1000sats,,ETH-BTC"]).unwrap();
+    fn symbols_are_upper_cased_and_checked_by_the_list_rule() {
+        let s = settings(&["--symbols", "btcusdt, 1000sats,ETH-BTC"]).unwrap();
         assert_eq!(s.symbols, ["BTCUSDT", "1000SATS", "ETH-BTC"]);
+        let s = settings(&["--symbols", "btcusdt", "--symbols", "arbusdt"]).unwrap();
+        assert_eq!(s.symbols, ["BTCUSDT", "ARBUSDT"], "repeated flags add up");
         for bad in ["BTC/USDT", "ABCDEFGHIJKLMNOPQRSTU"] {
             let e = settings(&["--symbols", bad]).unwrap_err().to_string();
             assert!(e.starts_with("SYMBOLS (--symbols)"), "{e}");
-            assert!(e.contains(SYMBOL_PATTERN), "{e}");
+            assert!(e.contains(trade_proto::rules::SYMBOL_PATTERN), "{e}");
+            assert!(e.contains(bad), "{e}");
+        }
+        // A repeat or an empty entry is a typo to fix, not something to guess around.
+        for bad in ["btcusdt, BTCUSDT", "BTCUSDT,,ETH-BTC", ""] {
+            let e = settings(&["--symbols", bad]).unwrap_err().to_string();
+            assert!(e.starts_with("SYMBOLS (--symbols)"), "{e}");
         }
     }
 

@@ -19,6 +19,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/binance_pipeline.v1.rs"));
 }
 
+pub mod ids;
 pub mod rules;
 
 pub use generated::{Gap, Trade};

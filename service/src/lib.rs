@@ -1,5 +1,6 @@
 //! What every binary of the pipeline does the same way, written once:
 //!
+//! - [`backoff`]: retry delays (capped exponential, jittered), on `backon`'s schedule.
 //! - [`shutdown`]: SIGTERM or Ctrl-C cancels a [`CancellationToken`](tokio_util::sync::CancellationToken).
 //! - [`http`]: the `/healthz` + `/metrics` server (bind, serve until shutdown, the OpenMetrics
 //!   answer, the 200/503 health answer).
@@ -10,6 +11,7 @@
 //! - `gcp` (feature `gcp`): the Pub/Sub and BigQuery endpoint flags and their
 //!   [`GcpTarget`](::gcp::GcpTarget), honouring `PUBSUB_EMULATOR_HOST`.
 
+pub mod backoff;
 pub mod build_info;
 pub mod clock;
 pub mod duration;

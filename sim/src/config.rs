@@ -465,7 +465,8 @@ impl SimConfig {
     }
 }
 
-/// Parse `BTCUSDT=35,AAVEUSDT=3` (symbols upper-cased, rates >= 0).
+/// Parse `BTCUSDT=35,AAVEUSDT=3` (symbols upper-cased and held to the contract's rule, rates
+/// >= 0).
 pub fn parse_rates(raw: &str) -> Result<Vec<(String, f64)>, ConfigError> {
     raw.split(',')
         .filter(|p| !p.trim().is_empty())
@@ -488,7 +489,16 @@ pub fn parse_rates(raw: &str) -> Result<Vec<(String, f64)>, ConfigError> {
                     format!("rate {rate} of {sym:?} must be >= 0"),
                 ));
             }
-            Ok((sym.trim().to_ascii_uppercase(), rate))
+            let symbol = trade_proto::rules::normalise_symbol(sym.trim()).ok_or_else(|| {
+                setting(
+                    "rates",
+                    format!(
+                        "{sym:?} is not a Binance symbol ({}) (in {raw:?})",
+                        trade_proto::rules::SYMBOL_PATTERN
+                    ),
+                )
+            })?;
+            Ok((symbol, rate))
         })
         .collect()
 }
@@ -518,6 +528,8 @@ mod tests {
     fn parses_rates() {
         let r = parse_rates("BTCUSDT=35, dogeusdt=2.5").unwrap();
         assert_eq!(r, vec![("BTCUSDT".into(), 35.0), ("DOGEUSDT".into(), 2.5)]);
+        let err = parse_rates("BTC/USDT=1").unwrap_err().to_string();
+        assert!(err.contains("\"BTC/USDT\""), "{err}");
         let err = parse_rates("BTCUSDT").unwrap_err().to_string();
         assert!(err.contains("\"BTCUSDT\""), "{err}");
         let err = parse_rates("BTCUSDT=fast").unwrap_err().to_string();

@@ -26,7 +26,7 @@
 //! - [`control`]: `SUBSCRIBE`/`UNSUBSCRIBE`/... parsing and replies.
 //! - [`limits`]: message rate, keep-alive, connection attempts, REST weight.
 //! - [`faults`]: fault settings and per-frame decisions.
-//! - [`ranges`], [`truth`]: ground-truth bookkeeping.
+//! - [`truth`]: ground-truth bookkeeping (missed ids as a `trade_proto::ids::IdSet`).
 //! - `rest`: REST bodies from the tape.
 //! - [`archive`]: Binance's trade archive (`data.binance.vision` daily/monthly zips, their
 //!   `.CHECKSUM`s, the ms/µs switch at 2025-01-01) built byte-deterministically from the tape.
@@ -36,7 +36,7 @@
 //! `http` (router, admin API, archive routes), `ws` (connection tasks), `server` (start-up, [`SimHandle`]).
 //!
 //! Dependency order (a module uses only modules before it; no cycles): `rng`, `decimal`, `trade`,
-//! `ranges`, `control`, `limits`, `clock` → `faults`, `kline`, `frames`, `truth` → `config` →
+//! `control`, `limits`, `clock` → `faults`, `kline`, `frames`, `truth` → `config` →
 //! `tape` → `archive` → `state` → `pump`, `rest`, `ws` → `http` → `server`.
 
 pub mod archive;
@@ -50,7 +50,6 @@ mod http;
 pub mod kline;
 pub mod limits;
 mod pump;
-pub mod ranges;
 mod rest;
 pub mod rng;
 mod server;

@@ -34,7 +34,7 @@ struct Args {
         long,
         env = "SIM_SYMBOLS",
         value_delimiter = ',',
-        default_value = "BTCUSDT,AAVEUSDT,STXUSDT,ARBUSDT"
+        default_value = service::symbols::DEFAULT_SYMBOLS
     )]
     symbols: Vec<String>,
     /// Average trades per second per symbol, e.g. `BTCUSDT=35,AAVEUSDT=3`; unknown symbols are added.
@@ -115,10 +115,10 @@ fn secs(name: &str, v: f64) -> anyhow::Result<Duration> {
 fn config(a: &Args) -> anyhow::Result<SimConfig> {
     let mut c = SimConfig {
         seed: a.seed,
-        symbols: a
-            .symbols
+        symbols: trade_proto::rules::parse_symbol_list(&a.symbols.join(","))
+            .context("--symbols / SIM_SYMBOLS")?
             .iter()
-            .map(|s| SymbolSpec::for_symbol(s.trim()))
+            .map(|s| SymbolSpec::for_symbol(s))
             .collect(),
         rate_multiplier: a.rate_multiplier,
         start_time_ms: a.start_time_ms,

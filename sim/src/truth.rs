@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ranges::IdRanges;
+use trade_proto::ids::IdSet;
 
 /// Why an expected trade was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -75,8 +75,8 @@ pub struct ConnSymbolTruth {
     pub duplicated: u64,
     /// Frames sent after their successor.
     pub reordered: u64,
-    /// Ids expected but not delivered, as inclusive ranges.
-    pub missed: IdRanges,
+    /// Ids expected but not delivered, as inclusive ranges: `[[first, last], ...]` in JSON.
+    pub missed: IdSet,
     /// Count of missed ids per reason.
     pub missed_by_reason: BTreeMap<MissReason, u64>,
 }
@@ -87,7 +87,8 @@ impl ConnSymbolTruth {
         if first > last {
             return;
         }
-        self.missed.insert_range(first, last);
+        self.missed
+            .insert_range(contract_id(first), contract_id(last));
         *self.missed_by_reason.entry(reason).or_default() += last - first + 1;
     }
 
@@ -99,6 +100,12 @@ impl ConnSymbolTruth {
             .map(|(_, n)| n)
             .sum()
     }
+}
+
+/// A tape id as the contract types it (`i64`). Tape ids stay far below `i64::MAX`; the one
+/// hostile id the faults inject, `i64::MAX`, still fits.
+fn contract_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
 }
 
 /// Everything about one connection.
@@ -135,4 +142,29 @@ pub struct GroundTruth {
     pub symbols: BTreeMap<String, SymbolTruth>,
     /// Per connection (all, or the one asked for).
     pub connections: Vec<ConnectionTruth>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_ids_are_reported_as_ranges_in_json() {
+        let mut t = ConnSymbolTruth::default();
+        t.miss(5_052_000_100, 5_052_000_350, MissReason::Stall);
+        t.miss(5_052_000_402, 5_052_000_402, MissReason::Malformed);
+        t.miss(5_052_000_351, 5_052_000_351, MissReason::Dropped);
+        t.miss(9, 8, MissReason::Closed);
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(
+            json["missed"],
+            serde_json::json!([
+                [5_052_000_100u64, 5_052_000_351u64],
+                [5_052_000_402u64, 5_052_000_402u64]
+            ])
+        );
+        assert_eq!(t.missed_by_faults(), 253);
+        let back: ConnSymbolTruth = serde_json::from_value(json).unwrap();
+        assert_eq!(back, t);
+    }
 }

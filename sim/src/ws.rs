@@ -455,7 +455,7 @@ impl Connection {
         if rec.last_delivered_id.is_some() {
             t.last_delivered_id = rec.last_delivered_id.max(t.last_delivered_id);
         }
-        for &(a, b) in rec.missed.ranges() {
+        for (a, b) in rec.missed.ranges() {
             t.missed.insert_range(a, b);
         }
         for (r, n) in rec.missed_by_reason {

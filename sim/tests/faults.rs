@@ -45,7 +45,8 @@ fn truth_missing(sim: &binance_sim::SimHandle, conn: u64, upto: u64) -> BTreeSet
     let t = sim.connection_truth(conn).unwrap();
     t.symbols["BTCUSDT"]
         .missed
-        .iter()
+        .ids()
+        .map(|i| u64::try_from(i).unwrap())
         .filter(|&i| i <= upto)
         .collect()
 }

@@ -3,12 +3,14 @@
 //! duplicate, whatever its `source`, message id or arrival order.
 //!
 //! Memory stays small because Binance trade ids are consecutive per symbol: the ids seen form a
-//! few contiguous ranges (one, once backfills have filled the gaps), kept per symbol as
-//! `start -> end` (inclusive). When a symbol holds more than `max_ranges` ranges (ids scattered
+//! few contiguous ranges (one, once backfills have filled the gaps), kept per symbol in a
+//! [`trade_proto::ids::IdSet`]. When a symbol holds more than `max_ranges` ranges (ids scattered
 //! by a very long, unfilled gap history), the lowest range is forgotten: a very late duplicate
 //! of it would then be printed again (a duplicate, never a loss).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use trade_proto::ids::IdSet;
 
 /// Ranges kept per symbol by [`Dedup::default`]: far more than the gaps a day produces.
 pub const DEFAULT_MAX_RANGES: usize = 10_000;
@@ -16,8 +18,8 @@ pub const DEFAULT_MAX_RANGES: usize = 10_000;
 /// Seen `(symbol, trade_id)` pairs as compact id ranges.
 #[derive(Debug, Clone)]
 pub struct Dedup {
-    /// Per symbol: range start -> range end (inclusive), disjoint and not adjacent.
-    seen: HashMap<String, BTreeMap<i64, i64>>,
+    /// Per symbol: the ids seen.
+    seen: HashMap<String, IdSet>,
     /// Per-symbol bound on the number of ranges.
     max_ranges: usize,
     /// Ranges forgotten because of `max_ranges`.
@@ -42,31 +44,16 @@ impl Dedup {
 
     /// Records the pair; `true` the first time it is seen, `false` for a duplicate.
     pub fn first_sighting(&mut self, symbol: &str, trade_id: i64) -> bool {
-        let ranges = match self.seen.get_mut(symbol) {
-            Some(r) => r,
+        // Look up before inserting: a symbol is allocated once, not per message.
+        let ids = match self.seen.get_mut(symbol) {
+            Some(ids) => ids,
             None => self.seen.entry(symbol.to_owned()).or_default(),
         };
-        let below = ranges.range(..=trade_id).next_back().map(|(&s, &e)| (s, e));
-        if let Some((_, end)) = below
-            && end >= trade_id
-        {
+        if !ids.insert(trade_id) {
             return false;
         }
-        let joins_below = below.filter(|&(_, end)| end.checked_add(1) == Some(trade_id));
-        let above = trade_id
-            .checked_add(1)
-            .and_then(|next| ranges.get(&next).map(|&end| (next, end)));
-        let start = joins_below.map_or(trade_id, |(s, _)| s);
-        let end = match above {
-            Some((next, end)) => {
-                ranges.remove(&next);
-                end
-            }
-            None => trade_id,
-        };
-        ranges.insert(start, end);
-        if ranges.len() > self.max_ranges {
-            ranges.pop_first();
+        if ids.range_count() > self.max_ranges {
+            ids.pop_first();
             self.forgotten += 1;
         }
         true
@@ -74,7 +61,7 @@ impl Dedup {
 
     /// Number of ranges held for `symbol` (1 when its ids are contiguous).
     pub fn ranges(&self, symbol: &str) -> usize {
-        self.seen.get(symbol).map_or(0, BTreeMap::len)
+        self.seen.get(symbol).map_or(0, IdSet::range_count)
     }
 
     /// Ranges forgotten because a symbol exceeded `max_ranges`.

@@ -32,6 +32,7 @@ use pipeline_tests::{
     shared, unique_name,
 };
 use serde_json::{Value, json};
+use trade_proto::ids::IdSet;
 
 const SYMBOLS: [&str; 4] = ["BTCUSDT", "AAVEUSDT", "STXUSDT", "ARBUSDT"];
 
@@ -301,7 +302,7 @@ async fn check(w: &Warehouse, market: &str, sim: &SimApi, due: &Due) -> Result<u
         let got: Vec<&Row> = rows.iter().filter(|r| &r.symbol == symbol).collect();
         let hi = got.last().map_or(*last, |r| r.trade_id.max(*last));
         let want = sim.trades(symbol, *first, hi).await;
-        let mut missing = Vec::new();
+        let mut missing = IdSet::new();
         let (mut i, mut j) = (0, 0);
         while i < want.len() || j < got.len() {
             match (want.get(i), got.get(j)) {
@@ -316,7 +317,7 @@ async fn check(w: &Warehouse, market: &str, sim: &SimApi, due: &Due) -> Result<u
                     j += 1;
                 }
                 (Some(a), b) if b.is_none_or(|b| a.trade_id < b.trade_id) => {
-                    missing.push(a.trade_id);
+                    missing.insert(a.trade_id);
                     i += 1;
                 }
                 (_, Some(b)) => {
@@ -337,7 +338,7 @@ async fn check(w: &Warehouse, market: &str, sim: &SimApi, due: &Due) -> Result<u
                 "{symbol}: {} of {} due trades missing, ranges {:?}",
                 missing.len(),
                 want.len(),
-                ranges(&missing)
+                missing.ranges().take(10).collect::<Vec<_>>()
             ));
         }
         total += got.len();
@@ -347,18 +348,6 @@ async fn check(w: &Warehouse, market: &str, sim: &SimApi, due: &Due) -> Result<u
     } else {
         Err(problems)
     }
-}
-
-fn ranges(ids: &[i64]) -> Vec<(i64, i64)> {
-    let mut out: Vec<(i64, i64)> = Vec::new();
-    for &id in ids {
-        match out.last_mut() {
-            Some((_, hi)) if *hi + 1 == id => *hi = id,
-            _ => out.push((id, id)),
-        }
-    }
-    out.truncate(10);
-    out
 }
 
 fn warehouse_target(bq: &BigQueryEmulator) -> GcpTarget {

@@ -205,13 +205,18 @@ pub async fn drain_all(e: &Env) -> Drained {
     Drained { trades, gaps }
 }
 
+/// A simulator tape id (`u64`) as the contract types it.
+fn contract_id(id: u64) -> i64 {
+    i64::try_from(id).expect("tape ids fit in i64")
+}
+
 /// Runs the checks described in the module documentation; returns trades per source.
 /// Trades produced since the first connection that no connection received intact: outside
 /// every connection's delivered span, or inside it but missed.
 pub fn not_delivered(truth: &GroundTruth) -> u64 {
     let mut total = 0;
     for (symbol, s) in &truth.symbols {
-        let mut delivered = binance_sim::ranges::IdRanges::new();
+        let mut delivered = trade_proto::ids::IdSet::new();
         let mut start = None;
         for c in &truth.connections {
             let Some(cs) = c.symbols.get(symbol) else {
@@ -226,14 +231,14 @@ pub fn not_delivered(truth: &GroundTruth) -> u64 {
                 && end >= from
             {
                 start = Some(start.map_or(from, |s: u64| s.min(from)));
-                delivered.insert_range(from, end);
-                for id in cs.missed.iter() {
+                delivered.insert_range(contract_id(from), contract_id(end));
+                for id in cs.missed.ids() {
                     delivered.remove(id);
                 }
             }
         }
         if let (Some(start), Some(last)) = (start, s.last_id) {
-            total += (last + 1 - start) - delivered.count();
+            total += (last + 1 - start) - delivered.len();
         }
     }
     total
