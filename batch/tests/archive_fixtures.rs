@@ -11,7 +11,10 @@ use trade_proto::Trade;
 const FETCHED_US: i64 = 1_764_806_400_000_000; // 2025-12-04T00:00:00Z
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/archive/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/archive/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -119,11 +122,7 @@ fn a_2025_microsecond_line_keeps_its_microseconds() {
         )]
     );
     // The same line in a 2024 file is a unit error, not a far-future trade.
-    let dec = ArchiveFile::new(
-        "DOGEUSDT",
-        Period::Day("2024-12-31".parse().unwrap()),
-    )
-    .unwrap();
+    let dec = ArchiveFile::new("DOGEUSDT", Period::Day("2024-12-31".parse().unwrap())).unwrap();
     let e = parse_csv(&RowContext::for_file(&dec, FETCHED_US), &csv).unwrap_err();
     assert_eq!((e.line, e.field), (1, "time"));
 }
@@ -137,5 +136,8 @@ fn a_real_line_in_the_wrong_days_file_is_refused() {
         &fixture("BTCUSDT-trades-2018-02-08.csv"),
     )
     .unwrap_err();
-    assert_eq!((e.line, e.field, e.raw.as_str()), (1, "time", "1518048000016"));
+    assert_eq!(
+        (e.line, e.field, e.raw.as_str()),
+        (1, "time", "1518048000016")
+    );
 }

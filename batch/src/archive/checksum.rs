@@ -145,7 +145,10 @@ mod tests {
     fn body_for_round_trips() {
         let body = body_for(b"abc", NAME);
         assert_eq!(body, format!("{ABC}  {NAME}\n"));
-        Checksum::parse(&body, NAME).unwrap().verify(b"abc").unwrap();
+        Checksum::parse(&body, NAME)
+            .unwrap()
+            .verify(b"abc")
+            .unwrap();
     }
 
     #[rstest]

@@ -196,11 +196,9 @@ pub fn seams(files: &[(ArchiveFile, Outcome)], live_first_id: Option<i64>) -> Se
             }
         };
         match prev {
-            None => out.unbounded.extend(
-                failed
-                    .drain(..)
-                    .map(|(f, o)| (f.clone(), o.clone())),
-            ),
+            None => out
+                .unbounded
+                .extend(failed.drain(..).map(|(f, o)| (f.clone(), o.clone()))),
             Some((before, last)) => {
                 if ids.first <= last {
                     out.overlaps.push(Overlap {
@@ -282,7 +280,9 @@ mod tests {
 
     #[test]
     fn a_file_reports_its_span_and_inner_holes_and_refuses_a_step_back() {
-        let ids = FileIds::from_ids([10, 11, 12, 15, 16, 20]).unwrap().unwrap();
+        let ids = FileIds::from_ids([10, 11, 12, 15, 16, 20])
+            .unwrap()
+            .unwrap();
         assert_eq!((ids.first, ids.last, ids.count), (10, 20, 6));
         assert_eq!(ids.holes, [IdRange::new(13, 14), IdRange::new(17, 19)]);
         assert_eq!(FileIds::from_ids([]).unwrap(), None);
@@ -322,7 +322,11 @@ mod tests {
             (file("2024-01-08"), Outcome::Unreadable),
         ];
         let s = seams(&files, Some(50));
-        let got: Vec<(IdRange, &str)> = s.holes.iter().map(|h| (h.range, h.reason.as_str())).collect();
+        let got: Vec<(IdRange, &str)> = s
+            .holes
+            .iter()
+            .map(|h| (h.range, h.reason.as_str()))
+            .collect();
         assert_eq!(
             got,
             [

@@ -152,7 +152,9 @@ impl CoverageBuilder {
         if tally.count == 0 {
             tally.first = t.trade_id;
         } else if t.trade_id > tally.last + 1 {
-            tally.holes.push(IdRange::new(tally.last + 1, t.trade_id - 1));
+            tally
+                .holes
+                .push(IdRange::new(tally.last + 1, t.trade_id - 1));
         }
         tally.last = t.trade_id;
         tally.count += 1;
@@ -251,14 +253,44 @@ mod tests {
         let cov = build(&rows, &[]);
         let got: Vec<_> = cov
             .iter()
-            .map(|r| (r.day.to_string(), r.first_id, r.last_id, r.count, r.source_mix(), r.status.as_str()))
+            .map(|r| {
+                (
+                    r.day.to_string(),
+                    r.first_id,
+                    r.last_id,
+                    r.count,
+                    r.source_mix(),
+                    r.status.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
             [
-                ("2024-01-01".into(), Some(1), Some(3), 3, "archive=2,backfill=1".into(), "complete"),
-                ("2024-01-02".into(), Some(4), Some(4), 1, "archive=1".into(), "complete"),
-                ("2024-01-03".into(), Some(5), Some(5), 1, "stream=1".into(), "complete"),
+                (
+                    "2024-01-01".into(),
+                    Some(1),
+                    Some(3),
+                    3,
+                    "archive=2,backfill=1".into(),
+                    "complete"
+                ),
+                (
+                    "2024-01-02".into(),
+                    Some(4),
+                    Some(4),
+                    1,
+                    "archive=1".into(),
+                    "complete"
+                ),
+                (
+                    "2024-01-03".into(),
+                    Some(5),
+                    Some(5),
+                    1,
+                    "stream=1".into(),
+                    "complete"
+                ),
             ]
         );
     }

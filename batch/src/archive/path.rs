@@ -41,7 +41,7 @@ pub struct Month {
 /// The civil date of a [`Day`] (through its first millisecond, in UTC).
 fn civil(day: Day) -> Option<Date> {
     let ts = jiff::Timestamp::from_millisecond(day.start_ms()).ok()?;
-    Some(ts.to_zoned(TimeZone::UTC).date())
+    Some(TimeZone::UTC.to_datetime(ts).date())
 }
 
 /// The [`Day`] of a civil date.
@@ -105,7 +105,8 @@ impl std::str::FromStr for Month {
         {
             return Err(bad());
         }
-        let (year, month): (i16, i8) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        let (year, month): (i16, i8) =
+            (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
         Date::new(year, month, 1).map_err(|_| bad())?;
         Ok(Month { year, month })
     }
@@ -139,7 +140,10 @@ impl Period {
 
     /// `[start, end)` of the period in µs since the epoch: every row's time must lie in it.
     pub fn window_us(self) -> (i64, i64) {
-        (self.first_day().start_ms() * 1000, self.last_day().end_ms() * 1000)
+        (
+            self.first_day().start_ms() * 1000,
+            self.last_day().end_ms() * 1000,
+        )
     }
 
     /// The unit of the `time` column in this period's spot files.
@@ -177,7 +181,9 @@ pub enum PathError {
     #[error("{0:?} is not an archive trade file name (<SYMBOL>-trades-<YYYY-MM-DD|YYYY-MM>.zip)")]
     FileName(String),
     /// Not `data/spot/{{daily,monthly}}/trades/<SYMBOL>/<file>`, or folder and file disagree.
-    #[error("{0:?} is not an archive trade path (data/spot/{{daily,monthly}}/trades/<SYMBOL>/<file>)")]
+    #[error(
+        "{0:?} is not an archive trade path (data/spot/{{daily,monthly}}/trades/<SYMBOL>/<file>)"
+    )]
     Path(String),
     /// The period part is neither `YYYY-MM-DD` nor `YYYY-MM`.
     #[error("{0:?} is not a day (YYYY-MM-DD) or a month (YYYY-MM)")]
@@ -325,7 +331,9 @@ pub fn plan(
         return Err(range("the first day is after the last"));
     }
     if to >= today {
-        return Err(range("a day's file is published the day after: the last day must be before today"));
+        return Err(range(
+            "a day's file is published the day after: the last day must be before today",
+        ));
     }
     let mut out = Vec::new();
     let mut day = from;
@@ -416,8 +424,14 @@ mod tests {
 
     #[test]
     fn the_time_unit_switches_on_2025_01_01() {
-        assert_eq!(daily("2024-12-31").period.time_unit(), TimeUnit::Millisecond);
-        assert_eq!(daily("2025-01-01").period.time_unit(), TimeUnit::Microsecond);
+        assert_eq!(
+            daily("2024-12-31").period.time_unit(),
+            TimeUnit::Millisecond
+        );
+        assert_eq!(
+            daily("2025-01-01").period.time_unit(),
+            TimeUnit::Microsecond
+        );
         let dec: Month = "2024-12".parse().unwrap();
         let jan: Month = "2025-01".parse().unwrap();
         assert_eq!(Period::Month(dec).time_unit(), TimeUnit::Millisecond);
@@ -446,24 +460,54 @@ mod tests {
     fn whole_settled_months_are_monthly_the_rest_daily() {
         // 2024-01-30 .. 2024-04-02 on 2024-05-01: January's tail and April's head are daily,
         // February and March whole and settled.
-        let files = plan("BTCUSDT", day("2024-01-30"), day("2024-04-02"), day("2024-05-01"), true)
-            .unwrap();
+        let files = plan(
+            "BTCUSDT",
+            day("2024-01-30"),
+            day("2024-04-02"),
+            day("2024-05-01"),
+            true,
+        )
+        .unwrap();
         assert_eq!(
             names(&files),
-            ["2024-01-30", "2024-01-31", "2024-02", "2024-03", "2024-04-01", "2024-04-02"]
+            [
+                "2024-01-30",
+                "2024-01-31",
+                "2024-02",
+                "2024-03",
+                "2024-04-01",
+                "2024-04-02"
+            ]
         );
         // Without monthly files: every day.
-        let daily_only =
-            plan("BTCUSDT", day("2024-01-30"), day("2024-04-02"), day("2024-05-01"), false).unwrap();
+        let daily_only = plan(
+            "BTCUSDT",
+            day("2024-01-30"),
+            day("2024-04-02"),
+            day("2024-05-01"),
+            false,
+        )
+        .unwrap();
         assert_eq!(daily_only.len(), 2 + 29 + 31 + 2);
-        assert!(daily_only.iter().all(|f| matches!(f.period, Period::Day(_))));
+        assert!(
+            daily_only
+                .iter()
+                .all(|f| matches!(f.period, Period::Day(_)))
+        );
     }
 
     #[test]
     fn a_month_is_daily_until_its_monthly_file_has_settled() {
         // March 2024 ended on the 31st; its monthly file is asked for from April 8th.
         let march = |today| {
-            plan("BTCUSDT", day("2024-03-01"), day("2024-03-31"), day(today), true).unwrap()
+            plan(
+                "BTCUSDT",
+                day("2024-03-01"),
+                day("2024-03-31"),
+                day(today),
+                true,
+            )
+            .unwrap()
         };
         assert_eq!(march("2024-04-07").len(), 31);
         assert_eq!(names(&march("2024-04-08")), ["2024-03"]);
@@ -484,17 +528,35 @@ mod tests {
 
     #[test]
     fn impossible_ranges_say_why() {
-        let e = plan("BTCUSDT", day("2024-02-02"), day("2024-02-01"), day("2024-05-01"), true)
-            .unwrap_err()
-            .to_string();
+        let e = plan(
+            "BTCUSDT",
+            day("2024-02-02"),
+            day("2024-02-01"),
+            day("2024-05-01"),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("after the last"), "{e}");
-        let e = plan("BTCUSDT", day("2024-02-02"), day("2024-05-01"), day("2024-05-01"), true)
-            .unwrap_err()
-            .to_string();
+        let e = plan(
+            "BTCUSDT",
+            day("2024-02-02"),
+            day("2024-05-01"),
+            day("2024-05-01"),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("before today"), "{e}");
-        let e = plan("btc", day("2024-02-02"), day("2024-02-03"), day("2024-05-01"), true)
-            .unwrap_err()
-            .to_string();
+        let e = plan(
+            "btc",
+            day("2024-02-02"),
+            day("2024-02-03"),
+            day("2024-05-01"),
+            true,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("\"btc\""), "{e}");
     }
 }

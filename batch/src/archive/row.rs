@@ -94,7 +94,15 @@ pub fn parse_line(ctx: &RowContext<'_>, line_no: u64, line: &str) -> Result<Trad
     if fields.next().is_some() {
         return Err(error(line_no, "line", line, "has more than 7 columns"));
     }
-    let [id, price, qty, quote_qty, time, is_buyer_maker, is_best_match] = cols;
+    let [
+        id,
+        price,
+        qty,
+        quote_qty,
+        time,
+        is_buyer_maker,
+        is_best_match,
+    ] = cols;
 
     let trade_id = digits(id).ok_or_else(|| error(line_no, "id", id, "is not a trade id"))?;
     for (field, v) in [("price", price), ("qty", qty), ("quoteQty", quote_qty)] {
@@ -109,12 +117,7 @@ pub fn parse_line(ctx: &RowContext<'_>, line_no: u64, line: &str) -> Result<Trad
         .filter(|&us| rules::is_contract_time(us))
         .ok_or_else(|| error(line_no, "time", time, unit_why(ctx.unit)))?;
     if trade_time < ctx.window_us.0 || trade_time >= ctx.window_us.1 {
-        return Err(error(
-            line_no,
-            "time",
-            time,
-            "is outside the file's day or month",
-        ));
+        return Err(error(line_no, "time", time, outside_why(ctx.unit)));
     }
     let buyer_is_maker = boolean(is_buyer_maker)
         .ok_or_else(|| error(line_no, "isBuyerMaker", is_buyer_maker, BOOL_WHY))?;
@@ -135,15 +138,18 @@ pub fn parse_line(ctx: &RowContext<'_>, line_no: u64, line: &str) -> Result<Trad
 
 const BOOL_WHY: &str = "is not True, False, true or false";
 
+/// `split` yields at least one field, so `found` is 1 to 6.
 fn column_count_why(found: usize) -> &'static str {
-    match found {
-        0 | 1 => "has 1 column, expected 7",
-        2 => "has 2 columns, expected 7",
-        3 => "has 3 columns, expected 7",
-        4 => "has 4 columns, expected 7",
-        5 => "has 5 columns, expected 7",
-        _ => "has 6 columns, expected 7",
-    }
+    const WHY: [&str; 7] = [
+        "has 1 column, expected 7",
+        "has 1 column, expected 7",
+        "has 2 columns, expected 7",
+        "has 3 columns, expected 7",
+        "has 4 columns, expected 7",
+        "has 5 columns, expected 7",
+        "has 6 columns, expected 7",
+    ];
+    WHY[found.min(6)]
 }
 
 fn unit_why(unit: TimeUnit) -> &'static str {
@@ -153,6 +159,17 @@ fn unit_why(unit: TimeUnit) -> &'static str {
         }
         TimeUnit::Microsecond => {
             "is not a time in microseconds since 2017 (files from 2025-01-01 use µs)"
+        }
+    }
+}
+
+fn outside_why(unit: TimeUnit) -> &'static str {
+    match unit {
+        TimeUnit::Millisecond => {
+            "is outside the file's day or month (read as milliseconds, the unit before 2025)"
+        }
+        TimeUnit::Microsecond => {
+            "is outside the file's day or month (read as microseconds, the unit from 2025)"
         }
     }
 }
@@ -278,7 +295,7 @@ mod tests {
     #[case("1,1,-2,1,1518048000016,True,True", "qty", "\"-2\"")]
     #[case("1,1,1,1.,1518048000016,True,True", "quoteQty", "\"1.\"")]
     #[case("1,1,1,1,1518048000016.5,True,True", "time", "1518048000016.5")]
-    #[case("1,1,1,1,1518048000016000,True,True", "time", "milliseconds")]
+    #[case("1,1,1,1,1518048000016000,True,True", "time", "read as milliseconds")]
     #[case("1,1,1,1,1518134400000,True,True", "time", "outside the file's day")]
     #[case("1,1,1,1,1518048000016,TRUE,True", "isBuyerMaker", "\"TRUE\"")]
     #[case("1,1,1,1,1518048000016,True,1", "isBestMatch", "\"1\"")]
@@ -322,11 +339,17 @@ mod tests {
         // Without the final newline too.
         assert_eq!(parse_csv(&ctx, &ok[..ok.len() - 1]).unwrap().len(), 2);
         assert_eq!(parse_csv(&ctx, b"").unwrap().len(), 0);
-        let e = parse_csv(&ctx, b"1,1,1,1,1518048000016,True,True\n\n3,1,1,1,1518048000017,True,True\n")
-            .unwrap_err();
+        let e = parse_csv(
+            &ctx,
+            b"1,1,1,1,1518048000016,True,True\n\n3,1,1,1,1518048000017,True,True\n",
+        )
+        .unwrap_err();
         assert_eq!((e.line, e.field), (2, "line"));
-        let e = parse_csv(&ctx, b"1,1,1,1,1518048000016,True,True\n2,\xff,1,1,1,True,True\n")
-            .unwrap_err();
+        let e = parse_csv(
+            &ctx,
+            b"1,1,1,1,1518048000016,True,True\n2,\xff,1,1,1,True,True\n",
+        )
+        .unwrap_err();
         assert_eq!((e.line, e.why), (2, "is not UTF-8"));
     }
 }

@@ -81,7 +81,11 @@ pub fn read_single_csv(
         return Err(UnzipError::Entries {
             file: file.to_owned(),
             count: archive.len(),
-            names: archive.file_names().take(5).map(str::to_owned).collect(),
+            names: archive
+                .file_names()
+                .take(5)
+                .map(|n| n.map_or_else(|e| format!("<{e}>"), |n| n.into_owned()))
+                .collect(),
             expected: expected_entry.to_owned(),
         });
     }
@@ -144,7 +148,8 @@ mod tests {
 
     const ZIP: &str = "BTCUSDT-trades-2018-02-08.zip";
     const CSV: &str = "BTCUSDT-trades-2018-02-08.csv";
-    const BODY: &[u8] = b"14764081,7599.00000000,0.22477000,1708.02723000,1518048000016,True,True\n";
+    const BODY: &[u8] =
+        b"14764081,7599.00000000,0.22477000,1708.02723000,1518048000016,True,True\n";
 
     #[test]
     fn the_one_entry_comes_back_byte_for_byte() {
@@ -172,8 +177,13 @@ mod tests {
         assert!(matches!(e, UnzipError::Entries { count: 2, .. }), "{e}");
         assert!(e.to_string().contains("extra.csv"), "{e}");
         let other = zip_of(&[("ETHUSDT-trades-2018-02-08.csv", BODY)]);
-        let e = read_single_csv(&other, ZIP, CSV, 1 << 20).unwrap_err().to_string();
-        assert!(e.contains("ETHUSDT-trades-2018-02-08.csv") && e.contains(CSV), "{e}");
+        let e = read_single_csv(&other, ZIP, CSV, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ETHUSDT-trades-2018-02-08.csv") && e.contains(CSV),
+            "{e}"
+        );
     }
 
     #[test]
