@@ -284,3 +284,18 @@ mod gap_tests {
         assert_eq!(t.validate(), Ok(()));
     }
 }
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn every_source_round_trips_and_archive_is_one_of_them() {
+        for s in Source::ALL {
+            assert_eq!(s.as_str().parse::<Source>(), Ok(s));
+        }
+        assert_eq!("archive".parse::<Source>(), Ok(Source::Archive));
+        let e = "replay".parse::<Source>().unwrap_err().to_string();
+        assert!(e.contains("\"replay\"") && e.contains("archive"), "{e}");
+    }
+}
