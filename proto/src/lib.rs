@@ -64,11 +64,18 @@ pub enum Source {
     Backfill,
     /// Fetched over REST by the daily batch reconciliation.
     Batch,
+    /// Read from Binance's public trade archive (data.binance.vision) by `batch history`.
+    Archive,
 }
 
 impl Source {
     /// Every source, for metrics label sets and validation messages.
-    pub const ALL: [Source; 3] = [Source::Stream, Source::Backfill, Source::Batch];
+    pub const ALL: [Source; 4] = [
+        Source::Stream,
+        Source::Backfill,
+        Source::Batch,
+        Source::Archive,
+    ];
 
     /// The wire spelling.
     pub const fn as_str(self) -> &'static str {
@@ -76,6 +83,7 @@ impl Source {
             Source::Stream => "stream",
             Source::Backfill => "backfill",
             Source::Batch => "batch",
+            Source::Archive => "archive",
         }
     }
 }
@@ -88,7 +96,7 @@ impl fmt::Display for Source {
 
 /// A `source` value that is not one of [`Source::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown trade source {0:?} (expected stream, backfill or batch)")]
+#[error("unknown trade source {0:?} (expected stream, backfill, batch or archive)")]
 pub struct UnknownSource(pub String);
 
 impl FromStr for Source {
@@ -136,7 +144,7 @@ pub enum InvalidTrade {
     /// The trade id is negative.
     #[error("field \"trade_id\": {0} is negative")]
     TradeId(i64),
-    /// The source is not one of stream, backfill, batch.
+    /// The source is not one of stream, backfill, batch, archive.
     #[error(transparent)]
     Source(#[from] UnknownSource),
 }
@@ -275,5 +283,20 @@ mod gap_tests {
             source: "stream".into(),
         };
         assert_eq!(t.validate(), Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn every_source_round_trips_and_archive_is_one_of_them() {
+        for s in Source::ALL {
+            assert_eq!(s.as_str().parse::<Source>(), Ok(s));
+        }
+        assert_eq!("archive".parse::<Source>(), Ok(Source::Archive));
+        let e = "replay".parse::<Source>().unwrap_err().to_string();
+        assert!(e.contains("\"replay\"") && e.contains("archive"), "{e}");
     }
 }
