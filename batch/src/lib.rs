@@ -15,10 +15,13 @@
 //! - [`stage`]: klines as proto rows for the Storage Write API (staging table).
 //! - [`cli`]: the command line and its validation.
 //! - [`backfill`]: the bounds and the weight budget of `batch backfill`, its weight per minute.
+//! - [`archive`]: Binance's trade archive (data.binance.vision): paths, checksums, unzip, rows,
+//!   id continuity across files, per-day coverage.
 //!
 //! I/O: [`commands`] (one module per command, sharing [`commands::Batch`]: REST through
 //! `binance::RestClient`, one weight budget), [`progress`], [`metrics`] (`/healthz`, `/metrics`).
 
+pub mod archive;
 pub mod backfill;
 pub mod cli;
 pub mod commands;

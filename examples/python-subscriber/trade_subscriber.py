@@ -27,7 +27,7 @@ from pathlib import Path
 
 # The contract, shipped in this repository; override with --proto-dir for a copy elsewhere.
 DEFAULT_PROTO_DIR = Path(__file__).resolve().parents[2] / "proto" / "proto"
-SOURCES = ("stream", "backfill", "batch")
+SOURCES = ("stream", "backfill", "batch", "archive")
 # Times before 2017-01-01 (before Binance) mean a unit or missing-field bug.
 EARLIEST_TIME_MICROS = 1_483_228_800_000_000
 

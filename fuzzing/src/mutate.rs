@@ -353,8 +353,9 @@ fn consumer_mutation(rng: &mut Rng, input: &mut Vec<u8>) {
                     } else {
                         (*rng.pick(STRINGS)).to_owned()
                     };
-                    let source =
-                        (*rng.pick(&["stream", "backfill", "batch", "", "STREAM"])).to_owned();
+                    let source = (*rng
+                        .pick(&["stream", "backfill", "batch", "archive", "", "STREAM"]))
+                    .to_owned();
                     Attributes::Explicit(symbol, source)
                 }
             }

@@ -136,6 +136,10 @@ pub fn seeds(target: Target) -> std::io::Result<Vec<(String, Vec<u8>)>> {
                     valid_trade(Source::Backfill),
                 ),
                 ("valid batch trade".to_owned(), valid_trade(Source::Batch)),
+                (
+                    "valid archive trade".to_owned(),
+                    valid_trade(Source::Archive),
+                ),
             ];
             for (name, bytes) in &fixtures {
                 let text = String::from_utf8_lossy(bytes);

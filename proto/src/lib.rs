@@ -63,11 +63,18 @@ pub enum Source {
     Backfill,
     /// Fetched over REST by the daily batch reconciliation.
     Batch,
+    /// Read from Binance's public trade archive (data.binance.vision) by `batch history`.
+    Archive,
 }
 
 impl Source {
     /// Every source, for metrics label sets and validation messages.
-    pub const ALL: [Source; 3] = [Source::Stream, Source::Backfill, Source::Batch];
+    pub const ALL: [Source; 4] = [
+        Source::Stream,
+        Source::Backfill,
+        Source::Batch,
+        Source::Archive,
+    ];
 
     /// The wire spelling.
     pub const fn as_str(self) -> &'static str {
@@ -75,6 +82,7 @@ impl Source {
             Source::Stream => "stream",
             Source::Backfill => "backfill",
             Source::Batch => "batch",
+            Source::Archive => "archive",
         }
     }
 }
@@ -87,7 +95,7 @@ impl fmt::Display for Source {
 
 /// A `source` value that is not one of [`Source::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown trade source {0:?} (expected stream, backfill or batch)")]
+#[error("unknown trade source {0:?} (expected stream, backfill, batch or archive)")]
 pub struct UnknownSource(pub String);
 
 impl FromStr for Source {
@@ -135,7 +143,7 @@ pub enum InvalidTrade {
     /// The trade id is negative.
     #[error("field \"trade_id\": {0} is negative")]
     TradeId(i64),
-    /// The source is not one of stream, backfill, batch.
+    /// The source is not one of stream, backfill, batch, archive.
     #[error(transparent)]
     Source(#[from] UnknownSource),
 }

@@ -60,6 +60,14 @@ def test_contract_breaches_are_reported(Trade, change, attributes, reason):
     assert got is not None and reason in got, got
 
 
+@pytest.mark.parametrize("source", ["stream", "backfill", "batch", "archive"])
+def test_every_contract_source_is_accepted(Trade, source):
+    # "archive" (Binance's public trade archive) joined the contract's sources later: a new value
+    # of a string field, which this check must accept like the first three.
+    t = make(Trade, source=source)
+    assert ts.check(t, attrs(t)) is None
+
+
 def test_missing_required_fields_are_caught_although_parsing_accepts_them(Trade):
     partial = Trade(symbol="BTCUSDT", trade_id=1).SerializePartialToString()
     decoded = Trade.FromString(partial)  # Python's protobuf does not enforce `required`

@@ -81,6 +81,7 @@ pub const STRINGS: &[&str] = &[
     "stream",
     "backfill",
     "batch",
+    "archive",
     "\\u0000",
     "\\ud800",
     "\\u0042TCUSDT",
