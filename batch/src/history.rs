@@ -264,7 +264,9 @@ mod tests {
             (None, Some("0"), "CLOUD_RUN_TASK_COUNT"),
             (None, Some("-1"), "CLOUD_RUN_TASK_COUNT"),
         ] {
-            let e = Shard::from_env_values(index, count).unwrap_err().to_string();
+            let e = Shard::from_env_values(index, count)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(named), "{e}");
         }
     }
@@ -357,11 +359,7 @@ mod tests {
         let got: Vec<Trade> = [3, 4, 7].into_iter().map(trade).collect();
         assert_eq!(
             not_returned(IdRange::new(1, 9), &got),
-            [
-                IdRange::new(1, 2),
-                IdRange::new(5, 6),
-                IdRange::new(8, 9)
-            ]
+            [IdRange::new(1, 2), IdRange::new(5, 6), IdRange::new(8, 9)]
         );
         assert!(not_returned(IdRange::new(3, 4), &got[..2]).is_empty());
         assert_eq!(weight_of(0), 0);

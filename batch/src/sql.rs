@@ -360,7 +360,8 @@ pub fn coverage_trades(view: &str, symbol: &str, first: Day, last: Day) -> State
 pub fn coverage_merge(table: &str, rows: &[CoverageRow], checked_us: i64) -> Option<Statement> {
     let first = rows.first()?;
     let mut stmt = Statement::default().string("symbol", first.symbol.as_str());
-    let opt = |v: Option<i64>| v.map_or_else(|| "CAST(NULL AS INT64)".to_owned(), |v| v.to_string());
+    let opt =
+        |v: Option<i64>| v.map_or_else(|| "CAST(NULL AS INT64)".to_owned(), |v| v.to_string());
     let src: Vec<String> = rows
         .iter()
         .enumerate()
@@ -394,7 +395,11 @@ pub fn coverage_merge(table: &str, rows: &[CoverageRow], checked_us: i64) -> Opt
     let changed: Vec<String> = COLS[..6]
         .iter()
         .map(|c| {
-            let none = if *c == "source_mix" || *c == "status" { "''" } else { "-1" };
+            let none = if *c == "source_mix" || *c == "status" {
+                "''"
+            } else {
+                "-1"
+            };
             format!("IFNULL(t.{c}, {none}) != IFNULL(s.{c}, {none})")
         })
         .collect();
@@ -594,7 +599,10 @@ mod tests {
         assert_eq!(stmt.param_value("symbol"), Some("BTCUSDT"));
         assert_eq!(stmt.param_value("m0"), Some("archive=10"));
         assert_eq!(stmt.param_value("s1"), Some("missing"));
-        assert!(!sql.contains("BTCUSDT") && !sql.contains("'complete'"), "{sql}");
+        assert!(
+            !sql.contains("BTCUSDT") && !sql.contains("'complete'"),
+            "{sql}"
+        );
         assert!(sql.contains(&format!("DATE(TIMESTAMP_MILLIS({}))", day.start_ms())));
         assert!(sql.contains("CAST(NULL AS INT64) AS first_id"), "{sql}");
         assert!(
@@ -612,7 +620,10 @@ mod tests {
         .unwrap();
         assert_eq!(stmt.param_value("r0"), Some("archive_missing"));
         assert_eq!(stmt.param_value("reporter"), Some("batch"));
-        assert!(stmt.sql().contains("SELECT 5 AS from_id, 9 AS to_id, @r0 AS reason"));
+        assert!(
+            stmt.sql()
+                .contains("SELECT 5 AS from_id, 9 AS to_id, @r0 AS reason")
+        );
         assert!(!stmt.sql().contains("archive_missing"));
     }
 }

@@ -12,18 +12,15 @@ use batch::day::Day;
 use batch::klines::Interval;
 use batch::progress::Silent;
 use binance::rest::BanPolicy;
-use binance::{IdRange, RestClient, RestConfig, TimeUnit};
-use binance_sim::{Sim, SimConfig, SimHandle, SymbolUpdate};
-use gcp::GcpTarget;
-use gcp::bigquery::sql::Warehouse;
-use gcp::bigquery::tables::Datasets;
+use binance::{IdRange, RestConfig, TimeUnit};
+use binance_sim::{Sim, SimConfig, SymbolUpdate};
 use gcp::bigquery::write::StorageWriter;
 use pipeline_tests::PROJECT;
 use prost::Message as _;
 use trade_proto::Source;
 
 mod common;
-use common::{SERIAL, batch_for, count, now_us, target, yesterday};
+use common::{SERIAL, batch_for, count, now_us, yesterday};
 
 const SYMBOLS: [&str; 4] = ["BTCUSDT", "AAVEUSDT", "STXUSDT", "ARBUSDT"];
 

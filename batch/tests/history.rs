@@ -30,10 +30,7 @@ fn days_before(day: Day, n: i64) -> Day {
 
 /// Every stored trade of `symbol` (from `trades_raw`: each row, duplicates included) as
 /// (id, price in 1e-8, qty in 1e-8, time µs, buyer is maker, source).
-async fn stored(
-    batch: &batch::Batch,
-    symbol: &str,
-) -> Vec<(i64, i64, i64, i64, bool, String)> {
+async fn stored(batch: &batch::Batch, symbol: &str) -> Vec<(i64, i64, i64, i64, bool, String)> {
     let sql = format!(
         "SELECT trade_id, CAST(price * 100000000 AS INT64) AS p, CAST(quantity * 100000000 AS \
          INT64) AS q, UNIX_MICROS(trade_time) AS t, buyer_is_maker AS m, source FROM \
@@ -144,10 +141,17 @@ async fn thirty_days_of_four_symbols_load_once_with_a_missing_day_filled_a_corru
             run.downloads,
             run.rest_filled,
         );
-        assert_eq!(run.files.len(), DAYS as usize, "{symbol}: one daily file a day");
+        assert_eq!(
+            run.files.len(),
+            DAYS as usize,
+            "{symbol}: one daily file a day"
+        );
         assert!(run.seams_checked);
         assert!(run.ledgered.is_empty(), "{symbol}: {:?}", run.ledgered);
-        assert!(run.unbounded.is_empty() && run.overlaps.is_empty(), "{run:?}");
+        assert!(
+            run.unbounded.is_empty() && run.overlaps.is_empty(),
+            "{run:?}"
+        );
         assert_eq!(
             run.coverage,
             BTreeMap::from([("complete", DAYS as usize)]),
@@ -166,7 +170,13 @@ async fn thirty_days_of_four_symbols_load_once_with_a_missing_day_filled_a_corru
         assert_eq!(truth.len(), rows.len());
         for (t, r) in truth.iter().zip(&rows) {
             assert_eq!(
-                (t.id as i64, t.price as i64, t.qty as i64, t.time_us, t.is_buyer_maker),
+                (
+                    t.id as i64,
+                    t.price as i64,
+                    t.qty as i64,
+                    t.time_us,
+                    t.is_buyer_maker
+                ),
                 (r.0, r.1, r.2, r.3, r.4),
                 "{symbol}: trade {} as on the tape",
                 t.id
@@ -215,7 +225,11 @@ async fn thirty_days_of_four_symbols_load_once_with_a_missing_day_filled_a_corru
     }
     let market = |t: &str| format!("`{PROJECT}.{}.{t}`", batch.datasets.market);
     assert_eq!(
-        count(&batch, &format!("SELECT COUNT(*) AS n FROM {}", market("gaps"))).await,
+        count(
+            &batch,
+            &format!("SELECT COUNT(*) AS n FROM {}", market("gaps"))
+        )
+        .await,
         0,
         "every hole was filled from REST"
     );

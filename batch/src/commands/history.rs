@@ -148,10 +148,8 @@ impl Batch {
             .filter(|(i, _)| req.shard.owns(*i))
             .map(|(_, f)| f)
             .collect();
-        let skippable: Vec<Option<FileIds>> = mine
-            .iter()
-            .map(|f| history::skip_file(f, &known))
-            .collect();
+        let skippable: Vec<Option<FileIds>> =
+            mine.iter().map(|f| history::skip_file(f, &known)).collect();
         let skipped = skippable.iter().filter(|s| s.is_some()).count();
         progress.start(mine.len() as u64, skipped as u64);
         let mut results = Vec::with_capacity(mine.len());
@@ -196,7 +194,9 @@ impl Batch {
         if run.seams_checked {
             self.close_holes(&writer, req, &mut run, now_us).await?;
         }
-        let rows = self.recompute_coverage(symbol, from, to, &run.ledgered).await?;
+        let rows = self
+            .recompute_coverage(symbol, from, to, &run.ledgered)
+            .await?;
         for r in &rows {
             *run.coverage.entry(r.status.as_str()).or_default() += 1;
         }
@@ -278,7 +278,10 @@ impl Batch {
         };
         let mut fetched = None;
         for attempt in 1..=2 {
-            match self.fetch_file(archive, file, now_us, &mut result.downloads).await? {
+            match self
+                .fetch_file(archive, file, now_us, &mut result.downloads)
+                .await?
+            {
                 Fetched::Missing => {
                     result.outcome = Outcome::Missing;
                     return Ok(result);
@@ -299,7 +302,12 @@ impl Batch {
         if let Some(ids) = &ids {
             let started = Instant::now();
             result.appended = self
-                .append_missing(writer, &file.symbol, IdRange::new(ids.first, ids.last), rows)
+                .append_missing(
+                    writer,
+                    &file.symbol,
+                    IdRange::new(ids.first, ids.last),
+                    rows,
+                )
                 .await?;
             *append_seconds += started.elapsed().as_secs_f64();
         }
@@ -333,8 +341,12 @@ impl Batch {
         if let Err(why) = verified {
             return Ok(Fetched::Refused(Outcome::ChecksumMismatch, why));
         }
-        let csv = match unzip::read_single_csv(&zip, &file.file_name(), &file.csv_name(), MAX_CSV_BYTES)
-        {
+        let csv = match unzip::read_single_csv(
+            &zip,
+            &file.file_name(),
+            &file.csv_name(),
+            MAX_CSV_BYTES,
+        ) {
             Ok(csv) => csv,
             Err(e) => return Ok(Fetched::Refused(Outcome::Unreadable, e.to_string())),
         };
@@ -465,7 +477,10 @@ impl Batch {
                     .fetch_trade_range(symbol, part, Source::Batch)
                     .await
                     .with_context(|| {
-                        format!("historicalTrades of {symbol} ids {}..={}", part.from, part.to)
+                        format!(
+                            "historicalTrades of {symbol} ids {}..={}",
+                            part.from, part.to
+                        )
                     })?;
                 ledger.extend(
                     history::not_returned(part, &got)
@@ -474,7 +489,14 @@ impl Batch {
                 );
                 self.append(writer, symbol, &got).await?;
                 run.rest_filled += got.len() as u64;
-                tracing::info!(symbol, from_id = part.from, to_id = part.to, rows = got.len(), reason, "hole filled from REST");
+                tracing::info!(
+                    symbol,
+                    from_id = part.from,
+                    to_id = part.to,
+                    rows = got.len(),
+                    reason,
+                    "hole filled from REST"
+                );
             }
         }
         let gaps = self.table(&self.datasets.market, tables::GAPS);
@@ -484,7 +506,13 @@ impl Batch {
             }
         }
         for (range, reason) in &ledger {
-            tracing::warn!(symbol, from_id = range.from, to_id = range.to, reason, "ids ledgered in market.gaps");
+            tracing::warn!(
+                symbol,
+                from_id = range.from,
+                to_id = range.to,
+                reason,
+                "ids ledgered in market.gaps"
+            );
         }
         run.ledgered = ledger;
         Ok(())
@@ -587,11 +615,17 @@ pub(super) async fn run(
             "history {}: {} file(s) before the first loaded one failed; their ids are unknown: {:?}",
             r.symbol,
             r.unbounded.len(),
-            r.unbounded.iter().map(ToString::to_string).collect::<Vec<_>>()
+            r.unbounded
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
         );
     }
     if ledgered > 0 {
-        bail!("history {}: {ledgered} trade ids are missing (see market.gaps)", r.symbol);
+        bail!(
+            "history {}: {ledgered} trade ids are missing (see market.gaps)",
+            r.symbol
+        );
     }
     Ok(())
 }
