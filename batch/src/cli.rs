@@ -26,7 +26,9 @@ use crate::klines::Interval;
         market.trades and appends them. `backfill` loads klines (and with --trades, the missing \
         trade ids) for a bounded range of days, resumably, within a REST weight budget of its \
         own: the explicit way to load days the DAG does not schedule, those before its start \
-        date (PIPELINE_START_DATE).\n\n\
+        date (PIPELINE_START_DATE). `history` loads a symbol's trades from Binance's public \
+        archive (data.binance.vision) with source = archive, fills the archive's holes over REST \
+        and records each day's completeness in market.coverage.\n\n\
         Every flag can also be set by the environment variable shown. Against the local emulators, \
         set BIGQUERY_ENDPOINT and BIGQUERY_GRPC_ENDPOINT (anonymous credentials are then used); \
         without them, Application Default Credentials and Google Cloud.\n\n\
