@@ -342,11 +342,13 @@ pub fn first_id_of_source(view: &str, symbol: &str, source: &str) -> Statement {
 }
 
 /// The id, time (Unix µs) and source of every trade of `symbol` on the days `first..=last`, in
-/// id order: the input of [`crate::archive::coverage::CoverageBuilder`].
-pub fn coverage_trades(view: &str, symbol: &str, first: Day, last: Day) -> Statement {
+/// id order: the input of [`crate::archive::coverage::CoverageBuilder`]. Read through the
+/// `market.trades_between` table function (`function`), whose time filter comes before its
+/// deduplication, so BigQuery reads only those days' partitions (the view would read them all).
+pub fn coverage_trades(function: &str, symbol: &str, first: Day, last: Day) -> Statement {
     Statement::new(format!(
-        "SELECT trade_id, UNIX_MICROS(trade_time) AS t, source FROM {view} WHERE symbol = @symbol \
-         AND trade_time >= TIMESTAMP_MILLIS({}) AND trade_time < TIMESTAMP_MILLIS({}) ORDER BY \
+        "SELECT trade_id, UNIX_MICROS(trade_time) AS t, source FROM \
+         {function}(TIMESTAMP_MILLIS({}), TIMESTAMP_MILLIS({})) WHERE symbol = @symbol ORDER BY \
          trade_id",
         first.start_ms(),
         last.end_ms()

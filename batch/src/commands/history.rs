@@ -48,6 +48,8 @@ const FETCH_CHUNK: i64 = 50_000;
 const MAX_CSV_BYTES: u64 = 4 << 30;
 /// Coverage rows per MERGE (each row is one SELECT of the USING list).
 const COVERAGE_CHUNK: usize = 400;
+/// Days of trades read per coverage query.
+const COVERAGE_DAYS: usize = 31;
 /// Gap rows per MERGE.
 const GAPS_CHUNK: usize = 400;
 
@@ -518,7 +520,8 @@ impl Batch {
         Ok(())
     }
 
-    /// Coverage of `from..=to` from what `market.trades` holds now.
+    /// Coverage of `from..=to` from what `market.trades` holds now, a month of days per query
+    /// (bounds memory: the verdict of a day needs only that day's rows and the known holes).
     async fn recompute_coverage(
         &self,
         symbol: &str,
@@ -526,26 +529,39 @@ impl Batch {
         to: Day,
         ledgered: &[(IdRange, &'static str)],
     ) -> anyhow::Result<Vec<CoverageRow>> {
-        let view = self.table(&self.datasets.market, tables::TRADES_VIEW);
-        let rows = self
-            .warehouse
-            .query_with(&sql::coverage_trades(&view, symbol, from, to))
-            .await?;
-        let mut b = CoverageBuilder::new(symbol);
-        for r in &rows {
-            let t = r.get::<i64>("t")?;
-            b.push(&Trade {
-                symbol: symbol.to_owned(),
-                trade_id: r.get::<i64>("trade_id")?,
-                trade_time: t,
-                event_time: t,
-                receive_time: t,
-                source: r.get::<String>("source")?,
-                ..Trade::default()
-            })?;
-        }
+        let function = self.table(&self.datasets.market, tables::TRADES_BETWEEN);
         let known: Vec<IdRange> = ledgered.iter().map(|(r, _)| *r).collect();
-        Ok(b.finish(from, to, &known))
+        let mut out = Vec::new();
+        let mut first = from;
+        while first <= to {
+            let mut last = first;
+            for _ in 1..COVERAGE_DAYS {
+                if last >= to {
+                    break;
+                }
+                last = last.next();
+            }
+            let rows = self
+                .warehouse
+                .query_with(&sql::coverage_trades(&function, symbol, first, last))
+                .await?;
+            let mut b = CoverageBuilder::new(symbol);
+            for r in &rows {
+                let t = r.get::<i64>("t")?;
+                b.push(&Trade {
+                    symbol: symbol.to_owned(),
+                    trade_id: r.get::<i64>("trade_id")?,
+                    trade_time: t,
+                    event_time: t,
+                    receive_time: t,
+                    source: r.get::<String>("source")?,
+                    ..Trade::default()
+                })?;
+            }
+            out.extend(b.finish(first, last, &known));
+            first = last.next();
+        }
+        Ok(out)
     }
 
     async fn merge_coverage(
