@@ -15,7 +15,7 @@ use batch::history::Shard;
 use batch::progress::Silent;
 use binance::RestConfig;
 use binance::archive::{ArchiveClient, ArchiveConfig};
-use binance_sim::{ArchiveFault, ArchiveFaultKind, Sim, SimConfig};
+use binance_sim::{ArchiveFault, ArchiveFaultKind, FaultRequest, Sim, SimConfig};
 use pipeline_tests::PROJECT;
 
 mod common;
@@ -274,5 +274,82 @@ async fn thirty_days_of_four_symbols_load_once_with_a_missing_day_filled_a_corru
         raw_rows
     );
     assert_eq!(coverage_snapshot(&batch).await, coverage);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_rest_budget_a_missing_day_is_ledgered_once_and_a_late_upload_completes_it() {
+    let _serial = SERIAL.lock().await;
+    let last = yesterday();
+    let first = days_before(last, 4);
+    let missing_day = days_before(last, 2);
+    let mut config = SimConfig::default().with_symbols(&["STXUSDT"]);
+    config.symbols[0].trades_per_sec = 0.02;
+    config.history_rate_multiplier = 0.2;
+    config.history_days = 10;
+    config.faults.archive = vec![ArchiveFault {
+        symbol: "STXUSDT".into(),
+        period: missing_day.to_string(),
+        kind: ArchiveFaultKind::Missing,
+    }];
+    let sim = Sim::start(config, "127.0.0.1:0").await.unwrap();
+    let batch = batch_for(&sim, &["STXUSDT"], RestConfig::default()).await;
+    let archive = ArchiveClient::new(ArchiveConfig {
+        base_url: sim.archive_base_url(),
+        ..ArchiveConfig::default()
+    })
+    .unwrap();
+    let request = HistoryRequest {
+        symbol: "STXUSDT".into(),
+        from: Some(first),
+        to: Some(last),
+        monthly: false,
+        max_rest_weight: 0,
+        shard: Shard::default(),
+    };
+    let tape = sim.tape();
+    let sym = tape.index_of("STXUSDT").unwrap();
+    let hole = binance::IdRange::new(
+        tape.id_before(sym, missing_day.start_ms() * 1000) as i64,
+        tape.id_before(sym, missing_day.end_ms() * 1000) as i64 - 1,
+    );
+    let gaps = format!(
+        "SELECT COUNT(*) AS n FROM `{PROJECT}.{}.gaps` WHERE symbol = 'STXUSDT' AND from_id = {} \
+         AND to_id = {} AND reason = 'archive_missing' AND reporter = 'batch'",
+        batch.datasets.market, hole.from, hole.to
+    );
+    let statuses = BTreeMap::from([("complete", 2), ("holes", 2), ("missing", 1)]);
+
+    for round in 0..2 {
+        let run = batch
+            .history(&archive, &request, &Silent, now_us())
+            .await
+            .unwrap();
+        assert_eq!(run.rest_filled, 0, "no budget, no REST");
+        assert_eq!(run.ledgered, [(hole, "archive_missing")], "round {round}");
+        assert_eq!(run.coverage, statuses, "round {round}");
+        // Only the days coverage does not call complete are fetched again.
+        let fetched = run.files.iter().filter(|f| !f.skipped).count();
+        assert_eq!(fetched, if round == 0 { 5 } else { 3 }, "round {round}");
+        assert_eq!(
+            count(&batch, &gaps).await,
+            1,
+            "ledgered once, round {round}"
+        );
+    }
+
+    // The file is uploaded late: the next run loads it and every day is complete.
+    sim.apply_faults(FaultRequest {
+        clear_archive_faults: true,
+        ..FaultRequest::default()
+    })
+    .unwrap();
+    let run = batch
+        .history(&archive, &request, &Silent, now_us())
+        .await
+        .unwrap();
+    assert_eq!(run.appended, hole.len());
+    assert!(run.ledgered.is_empty());
+    assert_eq!(run.coverage, BTreeMap::from([("complete", 5)]));
     sim.shutdown().await;
 }
