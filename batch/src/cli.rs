@@ -26,7 +26,9 @@ use crate::klines::Interval;
         market.trades and appends them. `backfill` loads klines (and with --trades, the missing \
         trade ids) for a bounded range of days, resumably, within a REST weight budget of its \
         own: the explicit way to load days the DAG does not schedule, those before its start \
-        date (PIPELINE_START_DATE).\n\n\
+        date (PIPELINE_START_DATE). `history` loads a symbol's trades from Binance's public \
+        archive (data.binance.vision) with source = archive, fills the archive's holes over REST \
+        and records each day's completeness in market.coverage.\n\n\
         Every flag can also be set by the environment variable shown. Against the local emulators, \
         set BIGQUERY_ENDPOINT and BIGQUERY_GRPC_ENDPOINT (anonymous credentials are then used); \
         without them, Application Default Credentials and Google Cloud.\n\n\
@@ -144,6 +146,46 @@ pub enum Command {
         #[arg(long, value_parser = parse_day)]
         date: Day,
     },
+    /// Load a symbol's trades from Binance's public archive (data.binance.vision) into
+    /// market.trades_raw with source = archive, one daily (or --monthly) file at a time.
+    ///
+    /// Each file's .CHECKSUM is verified (a mismatch or unreadable zip is downloaded once
+    /// more, then refused); only ids market.trades lacks are appended. Holes (missing or
+    /// refused files, seams, up to the live stream's first id) are filled from REST
+    /// historicalTrades within --max-rest-weight, the rest written to market.gaps. Every day
+    /// of the range gets a row in market.coverage (complete, holes, missing). Files whose days
+    /// coverage already says complete are skipped: a rerun downloads nothing.
+    ///
+    /// As a Cloud Run job with N tasks, task i takes files i, i+N, ... (CLOUD_RUN_TASK_INDEX,
+    /// CLOUD_RUN_TASK_COUNT); holes are then judged by a later run with one task.
+    #[command(verbatim_doc_comment)]
+    History {
+        /// The symbol, e.g. BTCUSDT.
+        #[arg(long, value_parser = parse_symbol)]
+        symbol: String,
+        /// First UTC day (default: the day of the symbol's first trade, from historicalTrades
+        /// fromId=0).
+        #[arg(long, value_parser = parse_day)]
+        from: Option<Day>,
+        /// Last UTC day, included (default: yesterday; it must have ended).
+        #[arg(long, value_parser = parse_day)]
+        to: Option<Day>,
+        /// Whole months (published a week after they end) as one monthly file each.
+        #[arg(long)]
+        monthly: bool,
+        /// Archive host.
+        #[arg(long, env = "BINANCE_ARCHIVE_URL", default_value = binance::archive::DEFAULT_ARCHIVE_URL)]
+        archive_url: String,
+        /// Most REST request weight spent filling holes (historicalTrades: 25 per 1000 ids).
+        #[arg(long, default_value_t = crate::history::DEFAULT_MAX_REST_WEIGHT)]
+        max_rest_weight: u64,
+        /// This task's index (Cloud Run sets it); default 0.
+        #[arg(long, env = "CLOUD_RUN_TASK_INDEX", hide = true)]
+        task_index: Option<String>,
+        /// Number of tasks (Cloud Run sets it); default 1.
+        #[arg(long, env = "CLOUD_RUN_TASK_COUNT", hide = true)]
+        task_count: Option<String>,
+    },
     /// Load klines, and with --trades the trade ids missing from market.trades, for every day
     /// from --from to --to (both included): the explicit way to load days the DAG does not
     /// schedule (those before its start date, PIPELINE_START_DATE / Terraform's go_live_date).
@@ -188,6 +230,17 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// A symbol of `batch history`: Binance's rule, upper-cased, letters and digits only (as
+/// `--symbols`).
+fn parse_symbol(raw: &str) -> Result<String, String> {
+    match normalise_symbol(raw.trim()) {
+        Some(s) if s.bytes().all(|b| b.is_ascii_alphanumeric()) => Ok(s),
+        _ => Err(format!(
+            "{raw:?} is not a Binance symbol of letters and digits ({SYMBOL_PATTERN})"
+        )),
+    }
 }
 
 fn parse_day(raw: &str) -> Result<Day, DayError> {
@@ -363,6 +416,50 @@ mod tests {
             .unwrap_err();
             assert!(e.to_string().contains("--max-weight-per-minute"), "{e}");
         }
+    }
+
+    #[test]
+    fn history_takes_one_symbol_and_optional_days() {
+        let cli = Cli::try_parse_from(["batch", "history", "--symbol", "btcusdt"]).unwrap();
+        let Command::History {
+            symbol,
+            from,
+            to,
+            monthly,
+            archive_url,
+            max_rest_weight,
+            ..
+        } = cli.command
+        else {
+            panic!("not history");
+        };
+        assert_eq!(symbol, "BTCUSDT");
+        assert_eq!((from, to, monthly), (None, None, false));
+        assert_eq!(max_rest_weight, crate::history::DEFAULT_MAX_REST_WEIGHT);
+        // The environment may set it; without, Binance's host.
+        if std::env::var_os("BINANCE_ARCHIVE_URL").is_none() {
+            assert_eq!(archive_url, "https://data.binance.vision");
+        }
+        let cli = Cli::try_parse_from([
+            "batch",
+            "history",
+            "--symbol",
+            "ARBUSDT",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-03-31",
+            "--monthly",
+            "--archive-url",
+            "http://127.0.0.1:1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::History { monthly: true, from: Some(f), .. } if f.to_string() == "2024-01-01"
+        ));
+        let e = Cli::try_parse_from(["batch", "history", "--symbol", "BTC.USDT"]).unwrap_err();
+        assert!(e.to_string().contains("BTC.USDT"), "{e}");
     }
 
     #[test]

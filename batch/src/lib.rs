@@ -15,6 +15,8 @@
 //! - [`stage`]: klines as proto rows for the Storage Write API (staging table).
 //! - [`cli`]: the command line and its validation.
 //! - [`backfill`]: the bounds and the weight budget of `batch backfill`, its weight per minute.
+//! - [`history`]: the decisions of `batch history`: task shards, the skip rule, rows to append,
+//!   holes spent against a REST weight budget.
 //! - [`archive`]: Binance's trade archive (data.binance.vision): paths, checksums, unzip, rows,
 //!   id continuity across files, per-day coverage.
 //!
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod commands;
 pub mod day;
 pub mod decimal;
+pub mod history;
 pub mod klines;
 pub mod metrics;
 pub mod progress;

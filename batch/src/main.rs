@@ -32,6 +32,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         batch::backfill::check_range(*from, *to, *max_days)?;
     }
+    // So are a history task's Cloud Run shard variables.
+    if let Command::History {
+        task_index,
+        task_count,
+        ..
+    } = &cli.command
+    {
+        batch::history::Shard::from_env_values(task_index.as_deref(), task_count.as_deref())?;
+    }
     let rest = RestClient::new(commands::rest_config(&cli.global, &cli.command))?;
     rest_metrics(&rest).serve(cli.global.metrics_addr).await;
     let g = &cli.global;

@@ -13,6 +13,7 @@
 use binance::IdRange;
 pub use gcp::bigquery::sql::Statement;
 
+use crate::archive::coverage::CoverageRow;
 use crate::day::Day;
 use crate::symbols::{ScdPlan, SymbolRow};
 
@@ -317,6 +318,146 @@ pub fn trade_id_holes(view: &str, symbol: &str, range: IdRange) -> Statement {
     .string("symbol", symbol)
 }
 
+/// What `market.coverage` says of `symbol`'s days `first..=last` (NULL ids read as -1, the
+/// day as the Unix ms of its midnight).
+pub fn coverage_select(table: &str, symbol: &str, first: Day, last: Day) -> Statement {
+    Statement::new(format!(
+        "SELECT UNIX_MILLIS(TIMESTAMP(day)) AS day_ms, status, IFNULL(first_id, -1) AS first_id, \
+         IFNULL(last_id, -1) AS last_id, trade_count FROM {table} WHERE symbol = @symbol AND day \
+         BETWEEN DATE(TIMESTAMP_MILLIS({})) AND DATE(TIMESTAMP_MILLIS({})) ORDER BY day",
+        first.start_ms(),
+        last.start_ms()
+    ))
+    .string("symbol", symbol)
+}
+
+/// The smallest trade id of `symbol` that came from `source` (-1 when none).
+pub fn first_id_of_source(view: &str, symbol: &str, source: &str) -> Statement {
+    Statement::new(format!(
+        "SELECT IFNULL(MIN(trade_id), -1) AS lo FROM {view} WHERE symbol = @symbol AND source = \
+         @source"
+    ))
+    .string("symbol", symbol)
+    .string("source", source)
+}
+
+/// The id, time (Unix µs) and source of every trade of `symbol` on the days `first..=last`, in
+/// id order: the input of [`crate::archive::coverage::CoverageBuilder`]. Read through the
+/// `market.trades_between` table function (`function`), whose time filter comes before its
+/// deduplication, so BigQuery reads only those days' partitions (the view would read them all).
+pub fn coverage_trades(function: &str, symbol: &str, first: Day, last: Day) -> Statement {
+    Statement::new(format!(
+        "SELECT trade_id, UNIX_MICROS(trade_time) AS t, source FROM \
+         {function}(TIMESTAMP_MILLIS({}), TIMESTAMP_MILLIS({})) WHERE symbol = @symbol ORDER BY \
+         trade_id",
+        first.start_ms(),
+        last.end_ms()
+    ))
+    .string("symbol", symbol)
+}
+
+/// Writes coverage `rows` (one symbol's) into `market.coverage` by (symbol, day), changing only
+/// rows whose verdict differs (so a rerun affects 0 rows and keeps `checked_time`). `None` for
+/// no rows.
+pub fn coverage_merge(table: &str, rows: &[CoverageRow], checked_us: i64) -> Option<Statement> {
+    let first = rows.first()?;
+    let mut stmt = Statement::default().string("symbol", first.symbol.as_str());
+    let opt =
+        |v: Option<i64>| v.map_or_else(|| "CAST(NULL AS INT64)".to_owned(), |v| v.to_string());
+    let src: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (mix, status) = (format!("m{i}"), format!("s{i}"));
+            stmt = std::mem::take(&mut stmt)
+                .string(&mix, r.source_mix())
+                .string(&status, r.status.as_str());
+            let missing: u64 = r.holes.iter().map(|h| h.len()).sum();
+            format!(
+                "SELECT DATE(TIMESTAMP_MILLIS({day})) AS day, {f} AS first_id, {l} AS last_id, \
+                 {n} AS trade_count, NULLIF(@{mix}, '') AS source_mix, @{status} AS status, \
+                 {missing} AS missing_ids",
+                day = r.day.start_ms(),
+                f = opt(r.first_id),
+                l = opt(r.last_id),
+                n = r.count,
+            )
+        })
+        .collect();
+    const COLS: [&str; 7] = [
+        "first_id",
+        "last_id",
+        "trade_count",
+        "source_mix",
+        "status",
+        "missing_ids",
+        "day",
+    ];
+    // NULL-safe inequality (first_id, last_id and source_mix are NULL on a missing day).
+    let changed: Vec<String> = COLS[..6]
+        .iter()
+        .map(|c| {
+            let none = if *c == "source_mix" || *c == "status" {
+                "''"
+            } else {
+                "-1"
+            };
+            format!("IFNULL(t.{c}, {none}) != IFNULL(s.{c}, {none})")
+        })
+        .collect();
+    let set: Vec<String> = COLS[..6].iter().map(|c| format!("{c} = s.{c}")).collect();
+    let s_cols: Vec<String> = COLS.iter().map(|c| format!("s.{c}")).collect();
+    Some(stmt.with_sql(format!(
+        "MERGE {table} t\n\
+         USING (\n{src}\n) s\n\
+         ON t.symbol = @symbol AND t.day = s.day\n\
+         WHEN MATCHED AND ({changed}) THEN UPDATE SET {set}, checked_time = TIMESTAMP_MICROS({checked_us})\n\
+         WHEN NOT MATCHED BY TARGET THEN INSERT (symbol, {cols}, checked_time) VALUES (@symbol, {s_cols}, TIMESTAMP_MICROS({checked_us}))",
+        src = src.join("\nUNION ALL\n"),
+        changed = changed.join(" OR "),
+        set = set.join(", "),
+        cols = COLS.join(", "),
+        s_cols = s_cols.join(", "),
+    )))
+}
+
+/// Records `ranges` of `symbol` (each with its reason) in `market.gaps` as reported by the
+/// batch, unless the same (symbol, from_id, to_id, reporter) is already there (a rerun that
+/// still cannot fill them writes nothing). `None` for no ranges.
+pub fn gaps_insert(
+    table: &str,
+    symbol: &str,
+    ranges: &[(IdRange, &str)],
+    detected_us: i64,
+) -> Option<Statement> {
+    if ranges.is_empty() {
+        return None;
+    }
+    let mut stmt = Statement::default()
+        .string("symbol", symbol)
+        .string("reporter", "batch");
+    let src: Vec<String> = ranges
+        .iter()
+        .enumerate()
+        .map(|(i, (r, reason))| {
+            let name = format!("r{i}");
+            stmt = std::mem::take(&mut stmt).string(&name, *reason);
+            format!(
+                "SELECT {} AS from_id, {} AS to_id, @{name} AS reason",
+                r.from, r.to
+            )
+        })
+        .collect();
+    Some(stmt.with_sql(format!(
+        "MERGE {table} t\n\
+         USING (\n{}\n) s\n\
+         ON t.symbol = @symbol AND t.from_id = s.from_id AND t.to_id = s.to_id AND t.reporter = @reporter\n\
+         WHEN NOT MATCHED BY TARGET THEN INSERT (symbol, from_id, to_id, reason, detected_time, reporter) \
+         VALUES (@symbol, s.from_id, s.to_id, s.reason, TIMESTAMP_MICROS({detected_us}), @reporter)",
+        src.join("\nUNION ALL\n")
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,5 +570,62 @@ mod tests {
         assert_eq!(stmt.param_value("c0_key"), Some("A"));
         assert_eq!(stmt.param_value("c0_hash"), Some("h-old"));
         assert!(sql.contains("valid_to = TIMESTAMP_MICROS(5), is_current = FALSE"));
+    }
+
+    #[test]
+    fn coverage_and_gaps_bind_their_strings_and_change_only_what_differs() {
+        use crate::archive::coverage::Status;
+        let day: Day = "2026-01-02".parse().unwrap();
+        let row = CoverageRow {
+            symbol: "BTCUSDT".into(),
+            day,
+            first_id: Some(10),
+            last_id: Some(19),
+            count: 10,
+            sources: [("archive".to_owned(), 10)].into(),
+            status: Status::Complete,
+            holes: vec![],
+        };
+        let missing = CoverageRow {
+            day: day.next(),
+            first_id: None,
+            last_id: None,
+            count: 0,
+            sources: Default::default(),
+            status: Status::Missing,
+            ..row.clone()
+        };
+        assert!(coverage_merge("`p.market.coverage`", &[], 1).is_none());
+        let stmt = coverage_merge("`p.market.coverage`", &[row, missing], 7).unwrap();
+        let sql = stmt.sql();
+        assert_eq!(stmt.param_value("symbol"), Some("BTCUSDT"));
+        assert_eq!(stmt.param_value("m0"), Some("archive=10"));
+        assert_eq!(stmt.param_value("s1"), Some("missing"));
+        assert!(
+            !sql.contains("BTCUSDT") && !sql.contains("'complete'"),
+            "{sql}"
+        );
+        assert!(sql.contains(&format!("DATE(TIMESTAMP_MILLIS({}))", day.start_ms())));
+        assert!(sql.contains("CAST(NULL AS INT64) AS first_id"), "{sql}");
+        assert!(
+            sql.contains("WHEN MATCHED AND (IFNULL(t.first_id, -1) != IFNULL(s.first_id, -1) OR"),
+            "{sql}"
+        );
+
+        assert!(gaps_insert("`p.market.gaps`", "BTCUSDT", &[], 1).is_none());
+        let stmt = gaps_insert(
+            "`p.market.gaps`",
+            "BTCUSDT",
+            &[(IdRange::new(5, 9), "archive_missing")],
+            3,
+        )
+        .unwrap();
+        assert_eq!(stmt.param_value("r0"), Some("archive_missing"));
+        assert_eq!(stmt.param_value("reporter"), Some("batch"));
+        assert!(
+            stmt.sql()
+                .contains("SELECT 5 AS from_id, 9 AS to_id, @r0 AS reason")
+        );
+        assert!(!stmt.sql().contains("archive_missing"));
     }
 }

@@ -12,28 +12,17 @@ use batch::day::Day;
 use batch::klines::Interval;
 use batch::progress::Silent;
 use binance::rest::BanPolicy;
-use binance::{IdRange, RestClient, RestConfig, TimeUnit};
-use binance_sim::{Sim, SimConfig, SimHandle, SymbolUpdate};
-use gcp::GcpTarget;
-use gcp::bigquery::sql::Warehouse;
-use gcp::bigquery::tables::Datasets;
+use binance::{IdRange, RestConfig, TimeUnit};
+use binance_sim::{Sim, SimConfig, SymbolUpdate};
 use gcp::bigquery::write::StorageWriter;
-use pipeline_tests::{PROJECT, shared, unique_name};
+use pipeline_tests::PROJECT;
 use prost::Message as _;
 use trade_proto::Source;
 
-/// One test at a time on the shared bqemulator: it deadlocks when Storage Write appends and DDL
-/// of concurrent loads interleave (the batch gates its own loads, see `commands::LOAD_GATE`, but the
-/// tests also append and run DDL themselves).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+mod common;
+use common::{SERIAL, batch_for, count, now_us, yesterday};
 
 const SYMBOLS: [&str; 4] = ["BTCUSDT", "AAVEUSDT", "STXUSDT", "ARBUSDT"];
-
-use service::clock::now_us;
-
-fn yesterday() -> Day {
-    Day::containing_ms(now_us() / 1000).prev()
-}
 
 fn sim_config() -> SimConfig {
     let mut c = SimConfig::default();
@@ -42,44 +31,6 @@ fn sim_config() -> SimConfig {
     }
     c.history_days = 35;
     c
-}
-
-fn target() -> GcpTarget {
-    let e = shared();
-    GcpTarget {
-        project: PROJECT.into(),
-        pubsub_endpoint: None,
-        bigquery_endpoint: Some(e.bq_rest.clone()),
-        bigquery_grpc_endpoint: Some(e.bq_grpc.clone()),
-    }
-}
-
-async fn batch_for(sim: &SimHandle, symbols: &[&str], rest: RestConfig) -> Batch {
-    let target = target();
-    let batch = Batch {
-        rest: RestClient::new(RestConfig {
-            base_url: sim.rest_base_url(),
-            ..rest
-        })
-        .unwrap(),
-        warehouse: Warehouse::connect(&target).await.unwrap(),
-        target,
-        datasets: Datasets {
-            market: unique_name("market"),
-            dwh: unique_name("dwh"),
-            scd: unique_name("scd"),
-        },
-        symbols: symbols.iter().map(|s| (*s).to_owned()).collect(),
-        concurrency: 4,
-    };
-    batch.setup().await.unwrap();
-    batch
-}
-
-async fn count(batch: &Batch, sql: &str) -> i64 {
-    batch.warehouse.query(sql).await.unwrap()[0]
-        .get::<i64>("n")
-        .unwrap()
 }
 
 fn dwh(batch: &Batch, table: &str) -> String {

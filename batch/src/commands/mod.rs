@@ -4,17 +4,20 @@
 //! and write. The clock is passed in by the caller (`now_us`).
 //!
 //! Idempotence: klines replace a day through one MERGE that changes only what differs; the SCD
-//! MERGE writes only what the diff says; reconcile appends only ids still missing (and the
-//! `market.trades` view keeps one row per id if two runs race).
+//! MERGE writes only what the diff says; reconcile and history append only ids still missing
+//! (and the `market.trades` view keeps one row per id if two runs race); history skips files
+//! whose days `market.coverage` says are complete.
 
 mod backfill;
 mod check;
+mod history;
 mod klines;
 mod reconcile;
 mod setup;
 mod symbols;
 
 use anyhow::{Context as _, anyhow, bail};
+use binance::archive::{ArchiveClient, ArchiveConfig};
 use binance::{RestClient, RestConfig};
 use gcp::GcpTarget;
 use gcp::bigquery::sql::Warehouse;
@@ -22,6 +25,7 @@ use gcp::bigquery::tables::{self, Datasets};
 
 pub use self::backfill::{BackfillRequest, Backfilled};
 pub use self::check::CheckOutcome;
+pub use self::history::{FileResult, HistoryRequest, HistoryRun};
 pub use self::klines::KlinesLoaded;
 pub use self::reconcile::Reconciled;
 pub use self::symbols::SymbolsApplied;
@@ -86,6 +90,35 @@ impl Batch {
                 skip_trades,
             } => check::run(self, date, interval, skip_trades, now_us).await,
             Command::Reconcile { date } => reconcile::run(self, date, now_us).await,
+            Command::History {
+                symbol,
+                from,
+                to,
+                monthly,
+                archive_url,
+                max_rest_weight,
+                task_index,
+                task_count,
+            } => {
+                let shard = crate::history::Shard::from_env_values(
+                    task_index.as_deref(),
+                    task_count.as_deref(),
+                )?;
+                let archive = ArchiveClient::new(ArchiveConfig {
+                    base_url: archive_url,
+                    ..ArchiveConfig::default()
+                })?;
+                let request = HistoryRequest {
+                    symbol,
+                    from,
+                    to,
+                    monthly,
+                    max_rest_weight,
+                    shard,
+                };
+                let progress = crate::progress::for_stderr();
+                history::run(self, &archive, &request, progress.as_ref(), now_us).await
+            }
             Command::Backfill {
                 from,
                 to,

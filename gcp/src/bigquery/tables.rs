@@ -8,6 +8,8 @@ use super::schema::{self, Field, SchemaError, TableSpec};
 pub const TRADES_RAW_SCHEMA: &str = include_str!("../../../terraform/schemas/trades_raw.json");
 /// `market.gaps`: trade ids known to be undeliverable.
 pub const GAPS_SCHEMA: &str = include_str!("../../../terraform/schemas/gaps.json");
+/// `market.coverage`: per-symbol, per-day completeness of `market.trades` (`batch history`).
+pub const COVERAGE_SCHEMA: &str = include_str!("../../../terraform/schemas/coverage.json");
 /// `dwh.klines_<symbol>`: one-minute klines per symbol.
 pub const KLINES_SCHEMA: &str = include_str!("../../../terraform/schemas/klines.json");
 /// `dwh.symbols`: current symbol metadata.
@@ -45,6 +47,8 @@ pub const TRADES_VIEW: &str = "trades";
 pub const TRADES_BETWEEN: &str = "trades_between";
 /// The gap records table.
 pub const GAPS: &str = "gaps";
+/// The per-day completeness table.
+pub const COVERAGE: &str = "coverage";
 
 /// `klines_<symbol in lower case>`.
 pub fn klines_table(symbol: &str) -> String {
@@ -84,6 +88,8 @@ pub fn all_tables(ds: &Datasets, symbols: &[String]) -> Result<Vec<TableSpec>, S
             Some("detected_time"),
             &["symbol"],
         )?,
+        // A row per symbol-day (a few thousand rows a symbol): too small to partition.
+        spec(&ds.market, COVERAGE, COVERAGE_SCHEMA, None, &["symbol"])?,
         spec(&ds.dwh, "symbols", SYMBOLS_SCHEMA, None, &["symbol"])?,
         spec(
             &ds.scd,
@@ -169,7 +175,7 @@ mod tests {
     #[test]
     fn every_schema_file_parses_and_trades_raw_matches_the_proto() {
         let specs = all_tables(&Datasets::default(), &["BTCUSDT".into()]).unwrap();
-        assert_eq!(specs.len(), 5);
+        assert_eq!(specs.len(), 6);
         let trades = &specs[0];
         let proto = trade_proto::message_descriptor("Trade").unwrap();
         let proto_cols: Vec<&str> = proto.field.iter().map(|f| f.name()).collect();
@@ -178,7 +184,27 @@ mod tests {
         let gap = trade_proto::message_descriptor("Gap").unwrap();
         let gap_cols: Vec<&str> = gap.field.iter().map(|f| f.name()).collect();
         assert_eq!(column_names(&gaps.fields), gap_cols);
-        assert_eq!(specs[4].table, "klines_btcusdt");
+        let coverage = &specs[2];
+        assert_eq!(
+            (coverage.table.as_str(), coverage.cluster_by.as_slice()),
+            (COVERAGE, ["symbol".to_owned()].as_slice())
+        );
+        assert_eq!(coverage.partition_by_day, None);
+        assert_eq!(
+            column_names(&coverage.fields),
+            [
+                "symbol",
+                "day",
+                "first_id",
+                "last_id",
+                "trade_count",
+                "source_mix",
+                "status",
+                "missing_ids",
+                "checked_time"
+            ]
+        );
+        assert_eq!(specs[5].table, "klines_btcusdt");
     }
 
     /// The string value of `key = "..."` in the block of `resource`, HCL escapes undone.
