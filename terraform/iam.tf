@@ -149,6 +149,20 @@ resource "google_bigquery_table_iam_member" "trades_raw_editor_batch" {
   member     = "serviceAccount:${google_service_account.batch.email}"
 }
 
+# Batch, market: batch history MERGEs the per-day completeness into coverage and the id ranges it
+# could not fill into gaps (insert only); table-level, like the consumer's grants.
+resource "google_bigquery_table_iam_member" "market_editor_batch" {
+  for_each = {
+    coverage = google_bigquery_table.coverage.table_id
+    gaps     = google_bigquery_table.gaps.table_id
+  }
+
+  dataset_id = google_bigquery_dataset.market.dataset_id
+  table_id   = each.value
+  role       = "roles/bigquery.dataEditor"
+  member     = "serviceAccount:${google_service_account.batch.email}"
+}
+
 resource "google_bigquery_table_iam_member" "trades_view_viewer_batch" {
   dataset_id = google_bigquery_dataset.market.dataset_id
   table_id   = google_bigquery_table.trades.table_id

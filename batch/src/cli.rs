@@ -232,14 +232,12 @@ pub enum Command {
     },
 }
 
-/// A symbol of `batch history`: Binance's rule, upper-cased, letters and digits only (as
-/// `--symbols`).
+/// A symbol of `batch history`: the one symbol rule ([`parse_symbol_list`]), exactly one.
 fn parse_symbol(raw: &str) -> Result<String, String> {
-    match normalise_symbol(raw.trim()) {
-        Some(s) if s.bytes().all(|b| b.is_ascii_alphanumeric()) => Ok(s),
-        _ => Err(format!(
-            "{raw:?} is not a Binance symbol of letters and digits ({SYMBOL_PATTERN})"
-        )),
+    let mut list = parse_symbol_list(raw).map_err(|e| e.to_string())?;
+    match (list.pop(), list.is_empty()) {
+        (Some(s), true) => Ok(s),
+        _ => Err(format!("{raw:?}: batch history takes one symbol")),
     }
 }
 

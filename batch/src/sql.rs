@@ -12,6 +12,7 @@
 
 use binance::IdRange;
 pub use gcp::bigquery::sql::Statement;
+use gcp::bigquery::tables;
 
 use crate::archive::coverage::CoverageRow;
 use crate::day::Day;
@@ -342,16 +343,26 @@ pub fn first_id_of_source(view: &str, symbol: &str, source: &str) -> Statement {
 }
 
 /// The id, time (Unix µs) and source of every trade of `symbol` on the days `first..=last`, in
-/// id order: the input of [`crate::archive::coverage::CoverageBuilder`]. Read through the
-/// `market.trades_between` table function (`function`), whose time filter comes before its
-/// deduplication, so BigQuery reads only those days' partitions (the view would read them all).
-pub fn coverage_trades(function: &str, symbol: &str, first: Day, last: Day) -> Statement {
+/// id order: the input of [`crate::archive::coverage::CoverageBuilder`]. Read through the body of
+/// the `market.trades_between` table function ([`tables::dedup_between`]), whose time filter
+/// comes before its deduplication, so BigQuery reads only those days' partitions (the view would
+/// read them all).
+pub fn coverage_trades(
+    project: &str,
+    ds: &tables::Datasets,
+    symbol: &str,
+    first: Day,
+    last: Day,
+) -> Statement {
+    let days = tables::dedup_between(
+        project,
+        ds,
+        &format!("TIMESTAMP_MILLIS({})", first.start_ms()),
+        &format!("TIMESTAMP_MILLIS({})", last.end_ms()),
+    );
     Statement::new(format!(
-        "SELECT trade_id, UNIX_MICROS(trade_time) AS t, source FROM \
-         {function}(TIMESTAMP_MILLIS({}), TIMESTAMP_MILLIS({})) WHERE symbol = @symbol ORDER BY \
-         trade_id",
-        first.start_ms(),
-        last.end_ms()
+        "SELECT trade_id, UNIX_MICROS(trade_time) AS t, source FROM ({days}) WHERE symbol = \
+         @symbol ORDER BY trade_id"
     ))
     .string("symbol", symbol)
 }

@@ -529,7 +529,6 @@ impl Batch {
         to: Day,
         ledgered: &[(IdRange, &'static str)],
     ) -> anyhow::Result<Vec<CoverageRow>> {
-        let function = self.table(&self.datasets.market, tables::TRADES_BETWEEN);
         let known: Vec<IdRange> = ledgered.iter().map(|(r, _)| *r).collect();
         let mut out = Vec::new();
         let mut first = from;
@@ -543,7 +542,13 @@ impl Batch {
             }
             let rows = self
                 .warehouse
-                .query_with(&sql::coverage_trades(&function, symbol, first, last))
+                .query_with(&sql::coverage_trades(
+                    self.warehouse.project(),
+                    &self.datasets,
+                    symbol,
+                    first,
+                    last,
+                ))
                 .await?;
             let mut b = CoverageBuilder::new(symbol);
             for r in &rows {

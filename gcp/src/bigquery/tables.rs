@@ -128,9 +128,16 @@ pub fn trades_view_query(project: &str, ds: &Datasets) -> String {
 /// function, so the view reads the whole table whatever the filter.) Terraform's
 /// `google_bigquery_routine.trades_between` carries the same body.
 pub fn trades_between_query(project: &str, ds: &Datasets) -> String {
+    dedup_between(project, ds, "start_time", "end_time")
+}
+
+/// The body of [`trades_between_query`] with SQL expressions for its two bounds: for the batch,
+/// which reads `trades_raw` itself (the table grant it has) rather than calling the function (that
+/// would need a grant on the routine too), through the very same deduplication.
+pub fn dedup_between(project: &str, ds: &Datasets, start: &str, end: &str) -> String {
     format!(
-        "SELECT * FROM `{project}.{}.{TRADES_RAW}` WHERE trade_time >= start_time AND \
-         trade_time < end_time QUALIFY ROW_NUMBER() OVER (PARTITION BY symbol, trade_id ORDER BY \
+        "SELECT * FROM `{project}.{}.{TRADES_RAW}` WHERE trade_time >= {start} AND \
+         trade_time < {end} QUALIFY ROW_NUMBER() OVER (PARTITION BY symbol, trade_id ORDER BY \
          receive_time) = 1",
         ds.market
     )
