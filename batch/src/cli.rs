@@ -456,8 +456,11 @@ mod tests {
             cli.command,
             Command::History { monthly: true, from: Some(f), .. } if f.to_string() == "2024-01-01"
         ));
-        let e = Cli::try_parse_from(["batch", "history", "--symbol", "BTC.USDT"]).unwrap_err();
-        assert!(e.to_string().contains("BTC.USDT"), "{e}");
+        // The one symbol rule, and exactly one symbol.
+        for bad in ["BTC/USDT", "BTCUSDT,ARBUSDT", ""] {
+            let e = Cli::try_parse_from(["batch", "history", "--symbol", bad]).unwrap_err();
+            assert!(e.to_string().contains(bad), "{bad}: {e}");
+        }
     }
 
     #[test]
