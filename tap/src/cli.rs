@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long = "symbol", value_name = "SYMBOL", value_parser = parse_symbol)]
     pub symbols: Vec<String>,
 
-    /// Only trades from this source: stream, backfill or batch (`attributes.source = "..."`).
+    /// Only trades from this source: stream, backfill, batch or archive (`attributes.source = "..."`).
     #[arg(long, value_parser = parse_source)]
     pub source: Option<Source>,
 
