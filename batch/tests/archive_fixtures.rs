@@ -104,7 +104,7 @@ fn flmbtc_2020_10_01_a_false_buyer_maker_line_parses_exactly() {
 
 #[test]
 fn a_2025_microsecond_line_keeps_its_microseconds() {
-    // Constructed from a real 2025 kline line (see SOURCES.md): no real µs trade line found.
+    // Constructed from a real 2025 kline line (see SOURCES.md); the real µs lines are below.
     let csv = fixture("DOGEUSDT-trades-2025-01-01.constructed.csv");
     let trades = through_the_archive_path(
         "data/spot/daily/trades/DOGEUSDT/DOGEUSDT-trades-2025-01-01.zip",
@@ -140,4 +140,118 @@ fn a_real_line_in_the_wrong_days_file_is_refused() {
         (e.line, e.field, e.raw.as_str()),
         (1, "time", "1518048000016")
     );
+}
+
+#[test]
+fn btcusdt_across_the_unit_switch_real_lines_parse_exactly() {
+    // 2024-12-31 writes milliseconds, 2025-01-01 microseconds (real first lines of both files).
+    let dec = through_the_archive_path(
+        "data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2024-12-31.zip",
+        &fixture("BTCUSDT-trades-2024-12-31.csv"),
+    );
+    assert_eq!(
+        dec,
+        [
+            trade(
+                "BTCUSDT",
+                4_356_587_539,
+                "92792.05000000",
+                "0.00129000",
+                1_735_603_200_213_000,
+                false
+            ),
+            trade(
+                "BTCUSDT",
+                4_356_587_540,
+                "92792.05000000",
+                "0.00018000",
+                1_735_603_200_248_000,
+                false
+            ),
+            trade(
+                "BTCUSDT",
+                4_356_587_541,
+                "92792.05000000",
+                "0.22829000",
+                1_735_603_200_297_000,
+                false
+            ),
+        ]
+    );
+    let jan = through_the_archive_path(
+        "data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-01.zip",
+        &fixture("BTCUSDT-trades-2025-01-01.csv"),
+    );
+    let got: Vec<(i64, &str, &str, i64, bool)> = jan
+        .iter()
+        .map(|t| {
+            (
+                t.trade_id,
+                t.price.as_str(),
+                t.quantity.as_str(),
+                t.trade_time,
+                t.buyer_is_maker,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                4_359_935_386,
+                "93576.00000000",
+                "0.00136000",
+                1_735_689_600_010_866,
+                true
+            ),
+            (
+                4_359_935_387,
+                "93576.00000000",
+                "0.00212000",
+                1_735_689_600_074_095,
+                true
+            ),
+            (
+                4_359_935_388,
+                "93576.00000000",
+                "0.00154000",
+                1_735_689_600_074_095,
+                true
+            ),
+            (
+                4_359_935_389,
+                "93576.00000000",
+                "0.00241000",
+                1_735_689_600_091_046,
+                true
+            ),
+            (
+                4_359_935_390,
+                "93576.00000000",
+                "0.00545000",
+                1_735_689_600_091_046,
+                true
+            ),
+            (
+                4_359_935_391,
+                "93576.01000000",
+                "0.00182000",
+                1_735_689_600_266_955,
+                false
+            ),
+        ]
+    );
+    // Consecutive ids: no hole inside the excerpt.
+    let ids = FileIds::from_ids(jan.iter().map(|t| t.trade_id))
+        .unwrap()
+        .unwrap();
+    assert!(ids.holes.is_empty(), "{:?}", ids.holes);
+    // A microsecond time in a millisecond file is refused, not read as a far-future trade.
+    let f = ArchiveFile::new("BTCUSDT", Period::Day("2024-12-31".parse().unwrap())).unwrap();
+    let e = parse_csv(
+        &RowContext::for_file(&f, FETCHED_US),
+        &fixture("BTCUSDT-trades-2025-01-01.csv"),
+    )
+    .unwrap_err();
+    assert_eq!((e.line, e.field), (1, "time"));
 }
