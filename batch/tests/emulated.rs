@@ -263,6 +263,30 @@ async fn symbol_changes_close_one_version_and_open_one_and_no_change_writes_noth
     sim.shutdown().await;
 }
 
+/// (day, status, missing ids, source mix) of each `market.coverage` row of `symbol`.
+async fn coverage_of(batch: &Batch, symbol: &str) -> Vec<(String, String, i64, String)> {
+    batch
+        .warehouse
+        .query(&format!(
+            "SELECT CAST(day AS STRING) AS d, status, IFNULL(missing_ids, -1) AS m, \
+             IFNULL(source_mix, '') AS s FROM `{PROJECT}.{}.coverage` WHERE symbol = '{symbol}' \
+             ORDER BY day",
+            batch.datasets.market
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get::<String>("d").unwrap(),
+                r.get::<String>("status").unwrap(),
+                r.get::<i64>("m").unwrap(),
+                r.get::<String>("s").unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_fills_trade_ids_removed_from_market_trades_and_check_then_passes() {
     let _serial = SERIAL.lock().await;
@@ -327,6 +351,17 @@ async fn reconcile_fills_trade_ids_removed_from_market_trades_and_check_then_pas
         "{msg}"
     );
     assert!(msg.contains(&format!("(ids {first}..={last})")), "{msg}");
+    // The check writes the day's verdict: holes, with every missing id counted (the edges too,
+    // which only Binance's count reveals).
+    assert_eq!(
+        coverage_of(&batch, "STXUSDT").await,
+        [(
+            day.to_string(),
+            "holes".to_owned(),
+            6,
+            format!("stream={}", all.len() - 6)
+        )]
+    );
 
     let done = batch.reconcile(day, now_us()).await.unwrap();
     assert_eq!(done.len(), 1);
@@ -366,6 +401,15 @@ async fn reconcile_fills_trade_ids_removed_from_market_trades_and_check_then_pas
         .await
         .unwrap();
     assert!(ok.problems.is_empty(), "{:?}", ok.problems);
+    assert_eq!(
+        coverage_of(&batch, "STXUSDT").await,
+        [(
+            day.to_string(),
+            "complete".to_owned(),
+            0,
+            format!("batch=6,stream={}", all.len() - 6)
+        )]
+    );
     let again = batch.reconcile(day, now_us()).await.unwrap();
     assert_eq!(
         (again[0].missing, again[0].filled),

@@ -1,10 +1,11 @@
 //! `batch check`: fails unless each symbol's day is complete and sane and `market.trades` holds
-//! exactly its trade ids.
+//! exactly its trade ids, and records the day's verdict in `market.coverage`.
 
 use futures::{StreamExt, TryStreamExt, stream};
 use gcp::bigquery::tables;
 
 use super::{Batch, ensure_ended};
+use crate::archive::coverage::Status;
 use crate::day::Day;
 use crate::klines::{self, Interval, Problem};
 use crate::sql;
@@ -26,6 +27,7 @@ impl Batch {
         day: Day,
         interval: Interval,
         skip_trades: bool,
+        now_us: i64,
     ) -> anyhow::Result<(Vec<Problem>, String)> {
         let stored = self.stored_klines(symbol, day).await?;
         let mut problems = klines::check_day(symbol, day, interval, &stored);
@@ -52,7 +54,26 @@ impl Batch {
         let held = self
             .held(&sql::trades_day_summary(&view, symbol, day))
             .await?;
-        problems.extend(trades::check_day(symbol, day, expected, held));
+        let trade_problems = trades::check_day(symbol, day, expected, held);
+        // The day's row of market.coverage, from what the table holds; ids missing at the day's
+        // edges are invisible to it (nothing on either side), but not to Binance's count here.
+        let mut rows = self.recompute_coverage(symbol, day, day, &[]).await?;
+        if let Some(range) = expected.range() {
+            for r in rows.iter_mut().filter(|r| r.day == day) {
+                r.holes = trades::missing_ranges(range, held, &r.holes);
+                if r.status == Status::Complete && !r.holes.is_empty() {
+                    r.status = Status::Holes;
+                }
+            }
+        }
+        if !trade_problems.is_empty() {
+            for r in rows.iter_mut().filter(|r| r.status == Status::Complete) {
+                r.status = Status::Holes;
+            }
+        }
+        let coverage = self.table(&self.datasets.market, tables::COVERAGE);
+        self.merge_coverage(&coverage, &rows, now_us).await?;
+        problems.extend(trade_problems);
         Ok((
             problems,
             format!(
@@ -73,7 +94,10 @@ impl Batch {
     ) -> anyhow::Result<CheckOutcome> {
         ensure_ended(day, now_us)?;
         let results: Vec<(Vec<Problem>, String)> = stream::iter(self.symbols.clone())
-            .map(|s| async move { self.check_symbol(&s, day, interval, skip_trades).await })
+            .map(|s| async move {
+                self.check_symbol(&s, day, interval, skip_trades, now_us)
+                    .await
+            })
             .buffered(self.concurrency)
             .try_collect()
             .await?;

@@ -543,7 +543,7 @@ impl Batch {
 
     /// Coverage of `from..=to` from what `market.trades` holds now, a month of days per query
     /// (bounds memory: the verdict of a day needs only that day's rows and the known holes).
-    async fn recompute_coverage(
+    pub(super) async fn recompute_coverage(
         &self,
         symbol: &str,
         from: Day,
@@ -590,7 +590,7 @@ impl Batch {
         Ok(out)
     }
 
-    async fn merge_coverage(
+    pub(super) async fn merge_coverage(
         &self,
         table: &str,
         rows: &[CoverageRow],
