@@ -21,6 +21,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 
 use crate::rest::classify::body_excerpt;
+use crate::rest::client::describe;
 
 /// The archive's public host.
 pub const DEFAULT_ARCHIVE_URL: &str = "https://data.binance.vision";
@@ -198,25 +199,6 @@ impl ArchiveClient {
             tokio::time::sleep(delay).await;
         }
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    // The source chain names the cause (e.g. "end of file before message length reached").
-    let mut out = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

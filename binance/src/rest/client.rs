@@ -530,7 +530,9 @@ fn full_jitter(delay: Duration) -> Duration {
     Duration::from_nanos(rand::random_range(0..=nanos))
 }
 
-fn describe(e: &reqwest::Error) -> String {
+/// A transport error in one line: its kind, then its source chain, which names the cause (e.g.
+/// "end of file before message length reached" for a body cut short).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
@@ -538,7 +540,14 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    format!("{kind}: {e}")
+    let mut out = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 fn now_millis() -> i64 {
