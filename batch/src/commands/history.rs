@@ -23,10 +23,9 @@ use binance::archive::{ArchiveClient, Download};
 use binance::{IdRange, TimeUnit};
 use gcp::bigquery::tables;
 use gcp::bigquery::write::StorageWriter;
-use prost::Message as _;
 use trade_proto::{Source, Trade};
 
-use super::{Batch, LOAD_GATE, ensure_ended};
+use super::{Batch, ensure_ended};
 use crate::archive::checksum::Checksum;
 use crate::archive::continuity::{self, FileIds, Outcome};
 use crate::archive::coverage::{CoverageBuilder, CoverageRow};
@@ -38,9 +37,6 @@ use crate::progress::Progress;
 use crate::sql;
 use crate::trades;
 
-/// Rows per AppendRows request, as reconcile: ~100 bytes a Trade, far under the 10 MB request
-/// limit (BigQuery "Storage Write API quotas": AppendRows request size 10 MB).
-const APPEND_CHUNK: usize = 10_000;
 /// Ids per `historicalTrades` walk before appending (bounds memory, as reconcile).
 const FETCH_CHUNK: i64 = 50_000;
 /// Largest CSV taken out of one zip, in memory: a daily file of the busiest symbol is a few
@@ -418,34 +414,8 @@ impl Batch {
     ) -> anyhow::Result<u64> {
         let missing = self.missing_in(symbol, range, window).await?;
         let rows = history::rows_to_append(rows, &missing);
-        self.append(writer, symbol, &rows).await?;
+        self.append_trades(writer, symbol, &rows).await?;
         Ok(rows.len() as u64)
-    }
-
-    async fn append(
-        &self,
-        writer: &StorageWriter,
-        symbol: &str,
-        rows: &[Trade],
-    ) -> anyhow::Result<()> {
-        let table = gcp::bigquery::table_path(
-            self.warehouse.project(),
-            &self.datasets.market,
-            tables::TRADES_RAW,
-        );
-        let descriptor = trade_proto::message_descriptor("Trade")
-            .ok_or_else(|| anyhow!("the Trade descriptor is missing from trade-proto"))?;
-        for chunk in rows.chunks(APPEND_CHUNK) {
-            let encoded: Vec<Vec<u8>> = chunk.iter().map(|t| t.encode_to_vec()).collect();
-            let _gate = LOAD_GATE.acquire().await?;
-            writer
-                .append(&table, &descriptor, encoded)
-                .await
-                .with_context(|| {
-                    format!("appending {} trades of {symbol} to {table}", chunk.len())
-                })?;
-        }
-        Ok(())
     }
 
     /// The seams of the run: holes filled from REST within the budget, the rest ledgered.
@@ -510,7 +480,7 @@ impl Batch {
                         .into_iter()
                         .map(|r| (r, *reason)),
                 );
-                self.append(writer, symbol, &got).await?;
+                self.append_trades(writer, symbol, &got).await?;
                 run.rest_filled += got.len() as u64;
                 tracing::info!(
                     symbol,

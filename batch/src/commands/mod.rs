@@ -22,6 +22,8 @@ use binance::{RestClient, RestConfig};
 use gcp::GcpTarget;
 use gcp::bigquery::sql::Warehouse;
 use gcp::bigquery::tables::{self, Datasets};
+use gcp::bigquery::write::StorageWriter;
+use prost::Message as _;
 
 pub use self::backfill::{BackfillRequest, Backfilled};
 pub use self::check::CheckOutcome;
@@ -42,6 +44,10 @@ use crate::trades::{Expected, Held};
 /// one load takes ~0.3 s there, so a month of four symbols still loads in under a minute. In
 /// BigQuery, loads of different tables could run together; this gate costs little next to the
 /// REST side.
+/// Rows per AppendRows request of trades: ~100 bytes a Trade, far under the 10 MB request limit
+/// (BigQuery "Storage Write API quotas": AppendRows request size 10 MB).
+const APPEND_CHUNK: usize = 10_000;
+
 static LOAD_GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// Everything a command needs: clients and names.
@@ -203,6 +209,34 @@ impl Batch {
                 "{symbol} {day}: the klines count {count} trades but aggTrades has none that day"
             )),
         }
+    }
+
+    /// Appends `rows` to `market.trades_raw` in AppendRows requests of [`APPEND_CHUNK`] rows,
+    /// one at a time behind [`LOAD_GATE`] (reconcile and history run beside klines loads).
+    async fn append_trades(
+        &self,
+        writer: &StorageWriter,
+        symbol: &str,
+        rows: &[trade_proto::Trade],
+    ) -> anyhow::Result<()> {
+        let table = gcp::bigquery::table_path(
+            self.warehouse.project(),
+            &self.datasets.market,
+            tables::TRADES_RAW,
+        );
+        let descriptor = trade_proto::message_descriptor("Trade")
+            .ok_or_else(|| anyhow!("the Trade descriptor is missing from trade-proto"))?;
+        for chunk in rows.chunks(APPEND_CHUNK) {
+            let encoded: Vec<Vec<u8>> = chunk.iter().map(|t| t.encode_to_vec()).collect();
+            let _gate = LOAD_GATE.acquire().await?;
+            writer
+                .append(&table, &descriptor, encoded)
+                .await
+                .with_context(|| {
+                    format!("appending {} trades of {symbol} to {table}", chunk.len())
+                })?;
+        }
+        Ok(())
     }
 
     /// The one row of a trades summary query ([`sql::trades_day_summary`],

@@ -1,14 +1,13 @@
 //! `batch reconcile`: fetches the trade ids of a day missing from `market.trades`
 //! (historicalTrades) and appends them to `market.trades_raw` with `source = batch`.
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 use binance::{IdRange, TimeUnit};
 use gcp::bigquery::tables;
 use gcp::bigquery::write::StorageWriter;
-use prost::Message as _;
 use trade_proto::Source;
 
-use super::{Batch, LOAD_GATE, ensure_ended};
+use super::{Batch, ensure_ended};
 use crate::day::Day;
 use crate::klines::{self, Interval};
 use crate::sql;
@@ -16,9 +15,6 @@ use crate::trades;
 
 /// Trades per `historicalTrades` walk before appending (bounds memory: ~100 bytes a trade).
 const FETCH_CHUNK: i64 = 50_000;
-/// Rows per AppendRows request: ~100 bytes a Trade, far under the 10 MB request limit
-/// (BigQuery "Storage Write API quotas": AppendRows request size 10 MB).
-const APPEND_CHUNK: usize = 10_000;
 
 /// Result of `batch reconcile` for one symbol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,13 +75,6 @@ impl Batch {
         };
         let missing = trades::missing_ranges(range, held, &holes);
         let total: u64 = missing.iter().map(|r| r.len()).sum();
-        let table = gcp::bigquery::table_path(
-            self.warehouse.project(),
-            &self.datasets.market,
-            tables::TRADES_RAW,
-        );
-        let descriptor = trade_proto::message_descriptor("Trade")
-            .ok_or_else(|| anyhow!("the Trade descriptor is missing from trade-proto"))?;
         let mut filled = 0u64;
         let mut unfilled = Vec::new();
         // µs like the producer's rows: the same trade must carry the same trade_time whichever
@@ -101,28 +90,8 @@ impl Batch {
                         part.from, part.to
                     )
                 })?;
-            // What Binance did not return, as ranges.
-            let mut next = part.from;
-            for t in &got {
-                if t.trade_id > next {
-                    unfilled.push(IdRange::new(next, t.trade_id - 1));
-                }
-                next = t.trade_id + 1;
-            }
-            if next <= part.to {
-                unfilled.push(IdRange::new(next, part.to));
-            }
-            for chunk in got.chunks(APPEND_CHUNK) {
-                let rows: Vec<Vec<u8>> = chunk.iter().map(|t| t.encode_to_vec()).collect();
-                // A backfill reconciles several days at once, beside klines loads.
-                let _gate = LOAD_GATE.acquire().await?;
-                writer
-                    .append(&table, &descriptor, rows)
-                    .await
-                    .with_context(|| {
-                        format!("appending {} trades of {symbol} to {table}", chunk.len())
-                    })?;
-            }
+            unfilled.extend(crate::history::not_returned(part, &got));
+            self.append_trades(writer, symbol, &got).await?;
             filled += got.len() as u64;
         }
         tracing::info!(symbol, day = %day, missing = total, filled, unfilled = ?unfilled, "reconciled");
